@@ -1,0 +1,182 @@
+"""MLflow: where runs are stored, how a run is opened and closed, and what it logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+import torch
+from mlflow.entities import Metric, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config import PipelineError
+from pipeline.job import JobContext
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = "mlruns"
+NOT_LOGGED_AS_PARAMS = {"tracking.uri"}  # where a run is stored is not an experiment parameter
+
+
+def default_tracking_uri() -> str:
+    """The sqlite store under ./mlruns of the directory the user runs from."""
+    return f"sqlite:///{Path.cwd().resolve() / STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """``tracking.uri`` if set, else $MLFLOW_TRACKING_URI, else the default sqlite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def prepare_store(uri: str, experiment: str) -> str:
+    """Create the store and the experiment if needed (once, before any job); return its id."""
+    _check_reachable(uri)
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)
+        artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return client.create_experiment(experiment, artifact_location=artifact_location)
+    except MlflowException as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise PipelineError(f"Tracking store error at {uri}: {first_line}. "
+                            "Fix: check tracking.uri or MLFLOW_TRACKING_URI") from None
+    if found.lifecycle_stage != "active":
+        raise PipelineError(f"Experiment {experiment!r} is deleted. Fix: restore it with "
+                            f"`mlflow experiments restore --experiment-id {found.experiment_id}` "
+                            "or pick another tracking.experiment")
+    return found.experiment_id
+
+
+def _check_reachable(uri: str) -> None:
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+    except urllib.error.HTTPError:
+        pass  # the server answered: it is there
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise PipelineError(f"Tracking server {uri} is unreachable ({reason}). "
+                            "Fix: start it, or point tracking.uri elsewhere") from None
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as {dotted.key: value}, ready for ``mlflow.log_params``."""
+    def walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from walk(value, f"{prefix}{key}.")
+        else:
+            yield prefix[:-1], node
+
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return {k: v for k, v in walk(container, "") if k not in NOT_LOGGED_AS_PARAMS}
+
+
+def log_config(cfg: DictConfig) -> None:
+    """Every resolved config value as a param, and the resolved config as ``config.yaml``."""
+    mlflow.log_params(flatten(cfg))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+
+class MetricBuffer:
+    """Collects per-step metrics and writes them with ``log_batch``, every few seconds."""
+
+    def __init__(self, run_id: str, flush_every_s: float) -> None:
+        self.client = MlflowClient()
+        self.run_id = run_id
+        self.flush_every_s = flush_every_s
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def log(self, step: int, **values: float) -> None:
+        timestamp = int(time.time() * 1000)
+        self.pending.extend(Metric(key, value, timestamp, step) for key, value in values.items())
+        if time.monotonic() - self.last_flush >= self.flush_every_s:
+            self.flush()
+
+    def log_final(self, values: dict[str, float]) -> None:
+        """Metrics of the trained model, as ``final_<name>``."""
+        self.pending.extend(Metric(f"final_{key}", value, int(time.time() * 1000), 0)
+                            for key, value in values.items())
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+@contextmanager
+def tracked_run(experiment_id: str, job: JobContext, flush_every_s: float,
+                tags: dict[str, str]) -> Iterator[MetricBuffer]:
+    """Open a run; on exit flush metrics, log the job's files and set FINISHED/FAILED/KILLED."""
+    job_tags = {"hydra.overrides": " ".join(job.overrides)}
+    if job.job_num is not None:
+        job_tags["hydra.job_num"] = str(job.job_num)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=job.run_name,
+                           tags={**job_tags, **tags})
+    metrics = MetricBuffer(run.info.run_id, flush_every_s)
+    status = RunStatus.FAILED
+    try:
+        yield metrics
+        status = RunStatus.FINISHED
+    except KeyboardInterrupt:
+        status = RunStatus.KILLED
+        raise
+    finally:
+        try:
+            metrics.flush()
+            _log_job_files(job)
+        finally:
+            mlflow.end_run(RunStatus.to_string(status))
+
+
+def _log_job_files(job: JobContext) -> None:
+    """The composed config (.hydra/) and the job's log file."""
+    if job.output_dir is None:
+        return
+    hydra_dir = job.output_dir / ".hydra"
+    if hydra_dir.is_dir():
+        mlflow.log_artifacts(str(hydra_dir), "hydra")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.flush()
+            mlflow.log_artifact(handler.baseFilename)
+
+
+def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
+    """Log the model with signature and input example; requirements given, not inferred."""
+    model = model.cpu().eval()
+    example_input = example.cpu().numpy()
+    with torch.no_grad():
+        example_output = model(example.cpu()).numpy()
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        signature=infer_signature(example_input, example_output),
+        input_example=example_input,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        serialization_format="pickle",
+    )
