@@ -8,14 +8,15 @@ MLflow run exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any, List
 
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 class PipelineError(CompactHydraException):
@@ -82,7 +83,7 @@ class AdamConfig(OptimConfig):
 
 @dataclass
 class TrackingConfig:
-    uri: Optional[str] = None  # null: $MLFLOW_TRACKING_URI, else sqlite under ./mlruns
+    uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite under ./mlruns
     experiment: str = "softmax-regression"
     flush_every_s: float = 5.0  # how often buffered metrics are written during training
 
@@ -100,48 +101,71 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+SCHEMAS = [
+    ("data", "toy", ToyDataConfig),
+    ("model", "softmax", SoftmaxModelConfig),
+    ("optim", "sgd", SGDConfig),
+    ("optim", "adam", AdamConfig),
+]
+
+
 def register_configs() -> None:
-    """Register the schemas that the YAML files in conf/ extend."""
+    """Register the schemas that the YAML files in conf/ extend (``/schema/<group>/<name>``)."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="data", name="toy_schema", node=ToyDataConfig)
-    cs.store(group="model", name="softmax_schema", node=SoftmaxModelConfig)
-    cs.store(group="optim", name="sgd_schema", node=SGDConfig)
-    cs.store(group="optim", name="adam_schema", node=AdamConfig)
+    for group, name, node in SCHEMAS:
+        cs.store(group=f"schema/{group}", name=name, node=node)
 
 
-def _require(ok: bool, key: str, rule: str, value: Any, example: str) -> None:
-    if not ok:
-        raise ConfigError(f"Config error: {key} must be {rule}, got {value!r}. Fix: e.g. {example}")
+# (key, test, rule, example): checked when the key exists in the composed config.
+RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
+    ("epochs", lambda v: v >= 1, ">= 1", "1000"),
+    ("log_every", lambda v: v >= 1, ">= 1", "100"),
+    ("threads", lambda v: v >= 1, ">= 1", "1"),
+    ("seed", lambda v: 0 <= v < 2**32, "in [0, 2**32)", "1"),
+    ("optim.lr", lambda v: v > 0, "> 0", "0.1"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0", "0"),
+    ("optim.momentum", lambda v: v >= 0, ">= 0", "0.9"),
+    ("optim.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+     "two values in [0, 1)", "[0.9,0.999]"),
+    ("optim.eps", lambda v: v > 0, "> 0", "1e-8"),
+    ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
+    ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
+]  # fmt: skip
 
 
 def validate(cfg: DictConfig) -> None:
     """Check values that the schema's types cannot; raise ConfigError on the first bad one."""
-    _require(cfg.epochs >= 1, "epochs", ">= 1", cfg.epochs, "epochs=1000")
-    _require(cfg.log_every >= 1, "log_every", ">= 1", cfg.log_every, "log_every=100")
-    _require(cfg.threads >= 1, "threads", ">= 1", cfg.threads, "threads=1")
-    _require(0 <= cfg.seed < 2**32, "seed", "in [0, 2**32)", cfg.seed, "seed=1")
-    _validate_optim(cfg.optim)
-    _require(cfg.tracking.flush_every_s > 0, "tracking.flush_every_s", "> 0",
-             cfg.tracking.flush_every_s, "tracking.flush_every_s=5")
-    _require(bool(cfg.tracking.experiment.strip()), "tracking.experiment", "a non-empty name",
-             cfg.tracking.experiment, "tracking.experiment=softmax-regression")
+    for key in unknown_keys(cfg):
+        raise ConfigError(
+            f"Config error: unknown key {key!r}. "
+            "Fix: remove it, or check its spelling in `python -m pipeline.train --cfg job`"
+        )
+    for key, test, rule, example in RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not test(value):
+            shown = list(value) if isinstance(value, ListConfig) else value
+            raise ConfigError(
+                f"Config error: {key} must be {rule}, got {shown!r}. Fix: e.g. {key}={example}"
+            )
+    if cfg.optim.get("nesterov") and cfg.optim.momentum == 0:
+        raise ConfigError(
+            "Config error: optim.nesterov=true needs momentum. "
+            "Fix: e.g. optim.momentum=0.9, or optim.nesterov=false"
+        )
     if cfg.device == Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("Config error: device=cuda but no CUDA GPU is available. "
-                          "Fix: use device=auto or device=cpu")
+        raise ConfigError(
+            "Config error: device=cuda but no CUDA GPU is available. "
+            "Fix: use device=auto or device=cpu"
+        )
 
 
-def _validate_optim(optim: DictConfig) -> None:
-    _require(optim.lr > 0, "optim.lr", "> 0", optim.lr, "optim.lr=0.1")
-    _require(optim.weight_decay >= 0, "optim.weight_decay", ">= 0", optim.weight_decay,
-             "optim.weight_decay=0")
-    if optim.name == "sgd":
-        _require(optim.momentum >= 0, "optim.momentum", ">= 0", optim.momentum, "optim.momentum=0.9")
-        _require(not optim.nesterov or optim.momentum > 0, "optim.nesterov",
-                 "false when optim.momentum is 0", optim.nesterov,
-                 "optim.momentum=0.9 optim.nesterov=true")
-    if optim.name == "adam":
-        betas = list(optim.betas)
-        _require(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optim.betas",
-                 "two values in [0, 1)", betas, "optim.betas=[0.9,0.999]")
-        _require(optim.eps > 0, "optim.eps", "> 0", optim.eps, "optim.eps=1e-8")
+def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
+    """Keys that their node's schema does not declare (``+key=value`` can add them)."""
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else set(node)
+    for key, value in node.items():
+        if key not in known:
+            yield f"{prefix}{key}"
+        elif isinstance(value, DictConfig):
+            yield from unknown_keys(value, f"{prefix}{key}.")

@@ -61,6 +61,7 @@ LOADERS = {"toy": toy}
 def load_dataset(cfg: DictConfig) -> Dataset:
     """Load the dataset that ``cfg.data`` names."""
     if cfg.name not in LOADERS:
-        raise ConfigError(f"Config error: unknown data.name {cfg.name!r}. "
-                          f"Fix: use one of {sorted(LOADERS)}")
+        raise ConfigError(
+            f"Config error: unknown data.name {cfg.name!r}. Fix: use one of {sorted(LOADERS)}"
+        )
     return LOADERS[cfg.name]()

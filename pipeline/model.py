@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
 from omegaconf import DictConfig
+from torch import nn
 
 from pipeline.config import ConfigError
 
@@ -18,6 +18,7 @@ BUILDERS = {"softmax": softmax}
 
 def build_model(cfg: DictConfig, n_features: int, n_classes: int) -> nn.Module:
     if cfg.name not in BUILDERS:
-        raise ConfigError(f"Config error: unknown model.name {cfg.name!r}. "
-                          f"Fix: use one of {sorted(BUILDERS)}")
+        raise ConfigError(
+            f"Config error: unknown model.name {cfg.name!r}. Fix: use one of {sorted(BUILDERS)}"
+        )
     return BUILDERS[cfg.name](cfg, n_features, n_classes)

@@ -17,8 +17,9 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def build_optimizer(cfg: DictConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.name not in OPTIMIZERS:
-        raise ConfigError(f"Config error: unknown optim.name {cfg.name!r}. "
-                          f"Fix: use one of {sorted(OPTIMIZERS)}")
+        raise ConfigError(
+            f"Config error: unknown optim.name {cfg.name!r}. Fix: use one of {sorted(OPTIMIZERS)}"
+        )
     kwargs = OmegaConf.to_container(cfg)
     del kwargs["name"]
     if "betas" in kwargs:

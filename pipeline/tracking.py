@@ -59,12 +59,16 @@ def prepare_store(uri: str, experiment: str) -> str:
             return client.create_experiment(experiment, artifact_location=artifact_location)
     except MlflowException as err:
         first_line = str(err).strip().splitlines()[0]
-        raise PipelineError(f"Tracking store error at {uri}: {first_line}. "
-                            "Fix: check tracking.uri or MLFLOW_TRACKING_URI") from None
+        raise PipelineError(
+            f"Tracking store error at {uri}: {first_line}. "
+            "Fix: check tracking.uri or MLFLOW_TRACKING_URI"
+        ) from None
     if found.lifecycle_stage != "active":
-        raise PipelineError(f"Experiment {experiment!r} is deleted. Fix: restore it with "
-                            f"`mlflow experiments restore --experiment-id {found.experiment_id}` "
-                            "or pick another tracking.experiment")
+        raise PipelineError(
+            f"Experiment {experiment!r} is deleted. Fix: restore it with "
+            f"`mlflow experiments restore --experiment-id {found.experiment_id}` "
+            "or pick another tracking.experiment"
+        )
     return found.experiment_id
 
 
@@ -77,12 +81,15 @@ def _check_reachable(uri: str) -> None:
         pass  # the server answered: it is there
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise PipelineError(f"Tracking server {uri} is unreachable ({reason}). "
-                            "Fix: start it, or point tracking.uri elsewhere") from None
+        raise PipelineError(
+            f"Tracking server {uri} is unreachable ({reason}). "
+            "Fix: start it, or point tracking.uri elsewhere"
+        ) from None
 
 
 def flatten(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as {dotted.key: value}, ready for ``mlflow.log_params``."""
+
     def walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
         if isinstance(node, dict):
             for key, value in node.items():
@@ -118,8 +125,10 @@ class MetricBuffer:
 
     def log_final(self, values: dict[str, float]) -> None:
         """Metrics of the trained model, as ``final_<name>``."""
-        self.pending.extend(Metric(f"final_{key}", value, int(time.time() * 1000), 0)
-                            for key, value in values.items())
+        self.pending.extend(
+            Metric(f"final_{key}", value, int(time.time() * 1000), 0)
+            for key, value in values.items()
+        )
 
     def flush(self) -> None:
         if self.pending:
@@ -129,14 +138,16 @@ class MetricBuffer:
 
 
 @contextmanager
-def tracked_run(experiment_id: str, job: JobContext, flush_every_s: float,
-                tags: dict[str, str]) -> Iterator[MetricBuffer]:
+def tracked_run(
+    experiment_id: str, job: JobContext, flush_every_s: float, tags: dict[str, str]
+) -> Iterator[MetricBuffer]:
     """Open a run; on exit flush metrics, log the job's files and set FINISHED/FAILED/KILLED."""
     job_tags = {"hydra.overrides": " ".join(job.overrides)}
     if job.job_num is not None:
         job_tags["hydra.job_num"] = str(job.job_num)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=job.run_name,
-                           tags={**job_tags, **tags})
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=job.run_name, tags={**job_tags, **tags}
+    )
     metrics = MetricBuffer(run.info.run_id, flush_every_s)
     status = RunStatus.FAILED
     try:

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
-def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Dataset,
-        epochs: int, log_every: int, record: Callable[..., None]) -> None:
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    epochs: int,
+    log_every: int,
+    record: Callable[..., None],
+) -> None:
     """Full-batch training, as in the reference script; ``record`` gets each epoch's metrics."""
     x, y = data.features, data.labels
     for epoch in range(epochs + 1):
@@ -42,7 +48,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Dataset,
         optimizer.step()
         accuracy = (prediction.argmax(dim=1) == y).float().mean()
         record(epoch, cost=cost.item(), accuracy=accuracy.item())
-        if epoch % log_every == 0:
+        if epoch % log_every == 0 or epoch == epochs:
             log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost.item())
 
 
@@ -82,8 +88,13 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
         final = evaluate(model, on_device)
         metrics.log_final(final)
         log_model(model, data.features[:2])
-    log.info("Run %s (%s) finished: final cost %.6f, accuracy %.3f",
-             job.run_name, metrics.run_id, final["cost"], final["accuracy"])
+    log.info(
+        "Run %s (%s) finished: final cost %.6f, accuracy %.3f",
+        job.run_name,
+        metrics.run_id,
+        final["cost"],
+        final["accuracy"],
+    )
     return final["cost"]
 
 

@@ -15,13 +15,24 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 EXPERIMENT = "softmax-regression"
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            module: str = "pipeline.train", timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    module: str = "pipeline.train",
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` the way a user does; capture its output."""
     full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def sqlite_uri(directory: Path) -> str:

@@ -75,8 +75,10 @@ def test_cost_and_accuracy_at_every_epoch(default_run):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == list(range(1001))
     costs = cost_history(uri, run.info.run_id)
-    expected = [float(line.split()[-1]) for line in
-                (REFERENCE / "expected_output.txt").read_text().splitlines()]
+    expected = [
+        float(line.split()[-1])
+        for line in (REFERENCE / "expected_output.txt").read_text().splitlines()
+    ]
     assert [round(costs[e], 6) for e in range(0, 1001, 100)] == expected
     assert run.data.metrics["final_accuracy"] == 1.0
     assert run.data.metrics["final_cost"] == pytest.approx(0.254477, abs=1e-6)

@@ -1,0 +1,57 @@
+"""Whole-process cost of a tracked default run against the plain reference script.
+
+    python bench/overhead.py [--rounds 7]
+
+Runs both as separate processes, interleaved, in a fresh temp dir (the store is created by a
+warm-up run first, as it is for every run but a user's very first), and prints min/median/max
+seconds of each and the median ratio tracked/plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PLAIN = Path(__file__).with_name("plain_reference.py")
+
+
+def timed(command: list[str], cwd: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    plain_cmd = [sys.executable, str(PLAIN)]
+    tracked_cmd = [sys.executable, "-m", "pipeline.train"]
+    with tempfile.TemporaryDirectory() as cwd:
+        timed(tracked_cmd, cwd)  # warm-up: creates the store, warms the file cache
+        timed(plain_cmd, cwd)
+        plain, tracked = [], []
+        for _ in range(args.rounds):
+            plain.append(timed(plain_cmd, cwd))
+            tracked.append(timed(tracked_cmd, cwd))
+    ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
+    for name, values in (("plain reference script", plain), ("tracked default run", tracked)):
+        print(
+            f"{name:24s} min {min(values):6.2f}s  median {statistics.median(values):6.2f}s  "
+            f"max {max(values):6.2f}s"
+        )
+    print(
+        f"ratio tracked/plain      min {min(ratios):6.2f}x  median "
+        f"{statistics.median(ratios):6.2f}x  max {max(ratios):6.2f}x   (target <= 1.3x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Run lifecycle: exceptions mark FAILED, Ctrl-C and SIGTERM mark KILLED; metrics are kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from conftest import cost_history, runs_of, sqlite_uri
+from pipeline.job import JobContext
+from pipeline.tracking import prepare_store, tracked_run
+
+
+def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
+    experiment_id = prepare_store(store, "lifecycle")
+    with pytest.raises(RuntimeError), tracked_run(experiment_id, JobContext(), 60, {}) as metrics:
+        metrics.log(0, cost=1.5)
+        metrics.log(1, cost=1.25)
+        raise RuntimeError("boom")
+    (run,) = runs_of(store, "lifecycle")
+    assert run.info.status == "FAILED"
+    assert cost_history(store, run.info.run_id) == [1.5, 1.25]
+    assert mlflow.active_run() is None
+
+
+def test_keyboard_interrupt_marks_the_run_killed(store):
+    experiment_id = prepare_store(store, "lifecycle")
+    with pytest.raises(KeyboardInterrupt), tracked_run(experiment_id, JobContext(), 60, {}):
+        raise KeyboardInterrupt
+    (run,) = runs_of(store, "lifecycle")
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_training_kills_the_run_after_live_flushes(tmp_path, signum):
+    """A long run shows progress in the store while it trains, and ends KILLED on a signal."""
+    uri = sqlite_uri(tmp_path / "mlruns")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "epochs=100000000", "tracking.flush_every_s=0.5"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().startswith("Epoch    0/"), "training did not start"
+        live = []
+        deadline = time.monotonic() + 120
+        while len(live) < 10 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            (run,) = runs_of(uri)
+            live = cost_history(uri, run.info.run_id)
+        assert len(live) >= 10, "no metrics were flushed while the run was training"
+        assert run.info.status == "RUNNING"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Interrupted: the run was marked KILLED." in stderr
+    (run,) = runs_of(uri)
+    assert run.info.status == "KILLED"
+    assert len(cost_history(uri, run.info.run_id)) > len(live)
