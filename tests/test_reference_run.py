@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import REFERENCE, cost_history, run_cli, runs_of, sqlite_uri
+from conftest import REFERENCE_OUTPUT, cost_history, run_cli, runs_of, sqlite_uri
 from pipeline.data import toy
 
 
@@ -27,7 +27,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory):
 
 def test_prints_the_reference_lines_exactly(default_run):
     result, *_ = default_run
-    expected = (REFERENCE / "expected_output.txt").read_text().splitlines()
+    expected = REFERENCE_OUTPUT.read_text().splitlines()
     printed = [line for line in result.stdout.splitlines() if line.startswith("Epoch")]
     assert printed == expected
 
@@ -75,10 +75,7 @@ def test_cost_and_accuracy_at_every_epoch(default_run):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == list(range(1001))
     costs = cost_history(uri, run.info.run_id)
-    expected = [
-        float(line.split()[-1])
-        for line in (REFERENCE / "expected_output.txt").read_text().splitlines()
-    ]
+    expected = [float(line.split()[-1]) for line in REFERENCE_OUTPUT.read_text().splitlines()]
     assert [round(costs[e], 6) for e in range(0, 1001, 100)] == expected
     assert run.data.metrics["final_accuracy"] == 1.0
     assert run.data.metrics["final_cost"] == pytest.approx(0.254477, abs=1e-6)
