@@ -17,7 +17,7 @@ import mlflow
 import mlflow.pytorch
 import numpy as np
 import torch
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Experiment, Metric, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -45,19 +45,9 @@ def resolve_tracking_uri(configured: str | None) -> str:
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the store and the experiment if needed (once, before any job); return its id."""
     _check_reachable(uri)
-    artifact_location = None
-    if uri.startswith("sqlite:///"):
-        db_path = Path(uri.removeprefix("sqlite:///"))
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)
-        artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
-    mlflow.set_tracking_uri(uri)
     try:
-        client = MlflowClient()
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return client.create_experiment(experiment, artifact_location=artifact_location)
-    except MlflowException as err:
+        found = _get_or_create_experiment(uri, experiment)
+    except (MlflowException, OSError) as err:
         first_line = str(err).strip().splitlines()[0]
         raise PipelineError(
             f"Tracking store error at {uri}: {first_line}. "
@@ -70,6 +60,22 @@ def prepare_store(uri: str, experiment: str) -> str:
             "or pick another tracking.experiment"
         )
     return found.experiment_id
+
+
+def _get_or_create_experiment(uri: str, name: str) -> Experiment:
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        client.create_experiment(name, artifact_location=artifact_location)
+        found = client.get_experiment_by_name(name)
+    return found
 
 
 def _check_reachable(uri: str) -> None:
