@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -107,6 +108,9 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the run like Ctrl-C
     try:
         main()
+        # Skip the interpreter's final garbage collections over torch's and MLflow's objects:
+        # exiting is ~0.9 s faster (bench/overhead.py).
+        gc.freeze()
     except KeyboardInterrupt:
         print("Interrupted: the run was marked KILLED.", file=sys.stderr)
         sys.exit(130)
