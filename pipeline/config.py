@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, List
+from typing import Any, Dict, List
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -85,6 +85,8 @@ class AdamConfig(OptimConfig):
 class TrackingConfig:
     uri: str | None = None  # null: $MLFLOW_TRACKING_URI, else sqlite under ./mlruns
     experiment: str = "softmax-regression"
+    run_name: str | None = None  # null: the job's overrides, e.g. "optim.lr=0.01,seed=2"
+    tags: Dict[str, str] = field(default_factory=dict)  # extra run tags
     flush_every_s: float = 5.0  # how often buffered metrics are written during training
 
 

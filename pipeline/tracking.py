@@ -29,7 +29,7 @@ from pipeline.job import JobContext
 log = logging.getLogger(__name__)
 
 STORE_DIR = "mlruns"
-NOT_LOGGED_AS_PARAMS = {"tracking.uri"}  # where a run is stored is not an experiment parameter
+NOT_PARAMS = "tracking."  # where and how a run is tracked is not part of the experiment
 
 
 def default_tracking_uri() -> str:
@@ -44,7 +44,7 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the store and the experiment if needed (once, before any job); return its id."""
-    _check_reachable(uri)
+    check_reachable(uri)
     try:
         found = _get_or_create_experiment(uri, experiment)
     except (MlflowException, OSError) as err:
@@ -78,7 +78,7 @@ def _get_or_create_experiment(uri: str, name: str) -> Experiment:
     return found
 
 
-def _check_reachable(uri: str) -> None:
+def check_reachable(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -93,18 +93,21 @@ def _check_reachable(uri: str) -> None:
         ) from None
 
 
+def flatten_dict(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}"""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def flatten(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as {dotted.key: value}, ready for ``mlflow.log_params``."""
-
-    def walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                yield from walk(value, f"{prefix}{key}.")
-        else:
-            yield prefix[:-1], node
-
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return {k: v for k, v in walk(container, "") if k not in NOT_LOGGED_AS_PARAMS}
+    return {k: v for k, v in flatten_dict(container).items() if not k.startswith(NOT_PARAMS)}
 
 
 def log_config(cfg: DictConfig) -> None:
@@ -145,14 +148,14 @@ class MetricBuffer:
 
 @contextmanager
 def tracked_run(
-    experiment_id: str, job: JobContext, flush_every_s: float, tags: dict[str, str]
+    experiment_id: str, run_name: str, job: JobContext, flush_every_s: float, tags: dict[str, str]
 ) -> Iterator[MetricBuffer]:
     """Open a run; on exit flush metrics, log the job's files and set FINISHED/FAILED/KILLED."""
     job_tags = {"hydra.overrides": " ".join(job.overrides)}
     if job.job_num is not None:
         job_tags["hydra.job_num"] = str(job.job_num)
     run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=job.run_name, tags={**job_tags, **tags}
+        experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
     )
     metrics = MetricBuffer(run.info.run_id, flush_every_s)
     status = RunStatus.FAILED

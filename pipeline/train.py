@@ -19,6 +19,7 @@ from pipeline.determinism import seed_everything
 from pipeline.job import JobContext
 from pipeline.model import build_model
 from pipeline.optim import build_optimizer
+from pipeline.provenance import provenance_tags
 from pipeline.tracking import (
     log_config,
     log_model,
@@ -80,8 +81,9 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
     optimizer = build_optimizer(cfg.optim, model.parameters())
     experiment_id = prepare_store(resolve_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
 
-    tags = {"data.digest": data.digest(), "device": str(device)}
-    with tracked_run(experiment_id, job, cfg.tracking.flush_every_s, tags) as metrics:
+    run_name = cfg.tracking.run_name or job.run_name
+    tags = {**provenance_tags(device, data.digest()), **cfg.tracking.tags}
+    with tracked_run(experiment_id, run_name, job, cfg.tracking.flush_every_s, tags) as metrics:
         log_config(cfg)
         model.to(device)
         on_device = Dataset(data.features.to(device), data.labels.to(device), data.class_names)
@@ -91,7 +93,7 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
         log_model(model, data.features[:2])
     log.info(
         "Run %s (%s) finished: final cost %.6f, accuracy %.3f",
-        job.run_name,
+        run_name,
         metrics.run_id,
         final["cost"],
         final["accuracy"],

@@ -34,7 +34,13 @@ def test_defaults_are_the_reference_experiment(make_config):
         "log_every": 100,
         "device": "auto",
         "threads": 1,
-        "tracking": {"uri": None, "experiment": "softmax-regression", "flush_every_s": 5.0},
+        "tracking": {
+            "uri": None,
+            "experiment": "softmax-regression",
+            "run_name": None,
+            "tags": {},
+            "flush_every_s": 5.0,
+        },
     }
     validate(cfg)
 

@@ -18,7 +18,10 @@ from pipeline.tracking import prepare_store, tracked_run
 
 def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
     experiment_id = prepare_store(store, "lifecycle")
-    with pytest.raises(RuntimeError), tracked_run(experiment_id, JobContext(), 60, {}) as metrics:
+    with (
+        pytest.raises(RuntimeError),
+        tracked_run(experiment_id, "t", JobContext(), 60, {}) as metrics,
+    ):
         metrics.log(0, cost=1.5)
         metrics.log(1, cost=1.25)
         raise RuntimeError("boom")
@@ -30,7 +33,7 @@ def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
 
 def test_keyboard_interrupt_marks_the_run_killed(store):
     experiment_id = prepare_store(store, "lifecycle")
-    with pytest.raises(KeyboardInterrupt), tracked_run(experiment_id, JobContext(), 60, {}):
+    with pytest.raises(KeyboardInterrupt), tracked_run(experiment_id, "t", JobContext(), 60, {}):
         raise KeyboardInterrupt
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "KILLED"

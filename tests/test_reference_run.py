@@ -63,8 +63,6 @@ def test_every_resolved_config_value_is_a_param(default_run):
         "log_every": "100",
         "device": "auto",
         "threads": "1",
-        "tracking.experiment": "softmax-regression",
-        "tracking.flush_every_s": "5.0",
     }
 
 

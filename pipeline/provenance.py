@@ -1,0 +1,55 @@
+"""What a rerun needs to know about where a run ran: code version, library versions, machine."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+import hydra
+import mlflow
+import numpy as np
+import torch
+
+import pipeline
+
+PACKAGE_ROOT = Path(pipeline.__file__).resolve().parents[1]
+
+
+def code_version() -> dict[str, str]:
+    """The package version, plus the git commit and a dirty flag when run from a checkout."""
+    tags = {"code.version": pipeline.__version__}
+    if not (PACKAGE_ROOT / ".git").exists():
+        return tags
+    try:
+        commit = _git("rev-parse", "HEAD")
+        changes = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    return {**tags, "code.commit": commit, "code.dirty": str(bool(changes)).lower()}
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True,
+                          timeout=10, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Library versions, platform, device and thread count, as ``env.*`` tags."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "env.python": platform.python_version(),
+        "env.torch": torch.__version__,
+        "env.mlflow": mlflow.__version__,
+        "env.hydra": hydra.__version__,
+        "env.numpy": np.__version__,
+        "env.platform": platform.platform(),
+        "env.device": f"{device.type} ({name})" if name else device.type,
+        "env.torch_threads": str(torch.get_num_threads()),
+    }
+
+
+def provenance_tags(device: torch.device, data_digest: str) -> dict[str, str]:
+    """Every fact a rerun compares: code, environment and the training data's digest."""
+    return {**code_version(), **environment(device), "data.digest": data_digest}

@@ -1,0 +1,197 @@
+"""Rerun a past run and say whether it reproduced: ``python -m pipeline.rerun RUN_ID [overrides]``.
+
+The recorded, fully resolved config (the run's ``config.yaml``) becomes explicit overrides of a
+new ``python -m pipeline.train`` run in the same experiment, tagged ``rerun_of=RUN_ID``. Then
+the two ``cost`` histories and the recorded environment facts are compared. Exit status: 0 when
+reproduced (or when overrides were given: a difference is then expected), 1 when not, 2 on bad
+input.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import PipelineError
+from pipeline.tracking import check_reachable, flatten_dict, resolve_tracking_uri
+
+GROUPS = ("data", "model", "optim")  # config groups, chosen by the group's ``name``
+FACT_PREFIXES = ("code.", "env.", "data.digest")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].startswith("-"):
+        print(__doc__.splitlines()[0], file=sys.stderr)
+        return 2
+    run_id, overrides = argv[0], argv[1:]
+    store_uris = [o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri=")]
+    overrides = [o for o in overrides if not o.startswith("tracking.uri=")]
+    try:
+        uri = resolve_tracking_uri(store_uris[-1] if store_uris else None)
+        client = open_store(uri)
+        original = fetch_run(client, run_id)
+        config = recorded_config(client, run_id)
+        experiment = client.get_experiment(original.info.experiment_id).name
+        launch(config, overrides, uri, experiment, original)
+        rerun = find_rerun(client, original)
+    except PipelineError as err:
+        print(err, file=sys.stderr)
+        return 2
+    report = compare_costs(client, original, rerun)
+    print(f"rerun {rerun.info.run_id} of {run_id}: {report}")
+    for line in fact_differences(original, rerun):
+        print(f"  differs: {line}")
+    if overrides:
+        print(f"  (overrides {' '.join(overrides)} changed the config: a difference is expected)")
+        return 0
+    return 0 if report.reproduced else 1
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client for an existing store; never creates one."""
+    check_reachable(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise PipelineError(
+            f"No tracking store at {uri}. Fix: run from the directory you trained in, "
+            "or pass tracking.uri=... (or set MLFLOW_TRACKING_URI)"
+        )
+    return MlflowClient(tracking_uri=uri)
+
+
+def fetch_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise PipelineError(
+            f"No run {run_id!r} in {client.tracking_uri}. "
+            "Fix: copy the run id from the MLflow UI, or point tracking.uri at its store"
+        ) from None
+    if run.info.lifecycle_stage == "deleted":
+        raise PipelineError(
+            f"Run {run_id} is deleted. Fix: restore it with `mlflow runs restore --run-id {run_id}`"
+        )
+    return run
+
+
+def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """The resolved config the run logged as ``config.yaml``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+        except (MlflowException, OSError):
+            raise PipelineError(
+                f"Run {run_id} has no recorded config.yaml: it was not made by "
+                "`python -m pipeline.train`. Fix: rerun a run that was"
+            ) from None
+        return yaml.safe_load(Path(path).read_text())
+
+
+def launch(config: dict[str, Any], overrides: list[str], uri: str, experiment: str,
+           original: Run) -> None:  # fmt: skip
+    """Train the recorded config (plus ``overrides``) as a new run, in a child process."""
+    recorded = {k: v for k, v in flatten_dict(config).items() if not k.startswith("tracking.")}
+    choices = [f"{group}={recorded[f'{group}.name']}" for group in GROUPS]
+    values = [f"{key}={hydra_value(value)}" for key, value in recorded.items()]
+    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    explicit = [o for o in choices + values if o.split("=", 1)[0] not in overridden]
+    tracking = [
+        f"tracking.uri={hydra_value(uri)}",
+        f"tracking.experiment={hydra_value(experiment)}",
+        f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
+        f"+tracking.tags.rerun_of={original.info.run_id}",
+    ]
+    command = [sys.executable, "-m", "pipeline.train", *explicit, *overrides, *tracking]
+    if subprocess.run(command).returncode != 0:
+        raise PipelineError(f"The rerun of {original.info.run_id} failed (see above).")
+
+
+def hydra_value(value: Any) -> str:
+    """``value`` in Hydra's override syntax (strings quoted)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def find_rerun(client: MlflowClient, original: Run) -> Run:
+    found = client.search_runs(
+        [original.info.experiment_id],
+        filter_string=f"tags.rerun_of = '{original.info.run_id}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not found:
+        raise PipelineError(f"The rerun of {original.info.run_id} left no run in the store.")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class CostComparison:
+    identical: int
+    total: int
+    first_difference: tuple[int, float, float] | None  # step, original, rerun
+    largest_difference: float
+
+    @property
+    def reproduced(self) -> bool:
+        return self.first_difference is None
+
+    def __str__(self) -> str:
+        if self.reproduced:
+            return f"reproduced: {self.identical}/{self.total} cost values identical"
+        step, was, now = self.first_difference
+        return (
+            f"NOT reproduced: {self.identical}/{self.total} cost values identical; first "
+            f"difference at step {step} ({was!r} -> {now!r}); largest absolute difference "
+            f"{self.largest_difference:.3g}"
+        )
+
+
+def compare_costs(client: MlflowClient, original: Run, rerun: Run) -> CostComparison:
+    """Compare the full per-epoch ``cost`` histories, value by value."""
+    was = _history(client, original.info.run_id)
+    now = _history(client, rerun.info.run_id)
+    steps = sorted(was.keys() | now.keys())
+    nan = float("nan")
+    differing = [s for s in steps if was.get(s, nan) != now.get(s, nan)]
+    largest = max((abs(was[s] - now[s]) for s in differing if s in was and s in now), default=0.0)
+    first = differing[0] if differing else None
+    return CostComparison(
+        identical=len(steps) - len(differing),
+        total=len(steps),
+        first_difference=None if first is None else (first, was.get(first), now.get(first)),
+        largest_difference=largest if differing else 0.0,
+    )
+
+
+def _history(client: MlflowClient, run_id: str) -> dict[int, float]:
+    return {m.step: m.value for m in client.get_metric_history(run_id, "cost")}
+
+
+def fact_differences(original: Run, rerun: Run) -> list[str]:
+    """Recorded environment facts (code, versions, machine, data) that differ."""
+    was = {k: v for k, v in original.data.tags.items() if k.startswith(FACT_PREFIXES)}
+    now = {k: v for k, v in rerun.data.tags.items() if k.startswith(FACT_PREFIXES)}
+    return [
+        f"{key}: {was.get(key, '(not recorded)')} -> {now.get(key, '(not recorded)')}"
+        for key in sorted(was.keys() | now.keys())
+        if was.get(key) != now.get(key)
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,143 @@
+"""``python -m pipeline.rerun RUN_ID``: bit-for-bit reruns, difference reports, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import cost_history, run_cli, runs_of, sqlite_uri
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A default run and a two-job sweep, in the default store of a fresh directory."""
+    cwd = tmp_path_factory.mktemp("rerun")
+    for args in ([], ["-m", "seed=2,3", "epochs=300"]):
+        result = run_cli(*args, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+    uri = sqlite_uri(cwd / "mlruns")
+    return cwd, uri, {run.info.run_name: run for run in runs_of(uri)}
+
+
+def rerun(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    return run_cli(*args, cwd=cwd, env=env, module="pipeline.rerun")
+
+
+def test_every_run_records_what_a_rerun_needs(trained):
+    _, _, runs = trained
+    tags = runs["default"].data.tags
+    for key in ("code.version", "code.commit", "code.dirty", "env.python", "env.torch",
+                "env.mlflow", "env.hydra", "env.platform", "env.device", "env.torch_threads",
+                "data.digest"):  # fmt: skip
+        assert tags.get(key), key
+    assert tags["hydra.overrides"] == ""
+    assert tags["env.torch_threads"] == "1"
+    assert len(tags["data.digest"]) == 64
+
+
+def test_rerun_of_the_default_run_reproduces_all_1001_values(trained):
+    cwd, uri, runs = trained
+    original = runs["default"]
+    result = rerun(original.info.run_id, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert "reproduced: 1001/1001 cost values identical" in result.stdout
+    assert "differs:" not in result.stdout
+    (new,) = [r for r in runs_of(uri) if r.data.tags.get("rerun_of") == original.info.run_id]
+    assert new.info.experiment_id == original.info.experiment_id
+    assert new.info.run_name == "default (rerun)"
+    assert new.data.params == original.data.params
+    assert cost_history(uri, new.info.run_id) == cost_history(uri, original.info.run_id)
+
+
+def test_rerun_of_a_sweep_child_is_a_single_identical_run(trained):
+    cwd, uri, runs = trained
+    original = runs["epochs=300,seed=3"]
+    before = len(runs_of(uri))
+    result = rerun(original.info.run_id, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert "reproduced: 301/301 cost values identical" in result.stdout
+    assert len(runs_of(uri)) == before + 1
+
+
+def test_rerun_with_an_override_reports_the_expected_difference(trained):
+    cwd, _, runs = trained
+    result = rerun(runs["epochs=300,seed=2"].info.run_id, "optim.lr=0.05", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "NOT reproduced: 1/301 cost values identical; first difference at step 1" in result.stdout
+    )
+    assert "a difference is expected" in result.stdout
+
+
+def test_environment_differences_are_reported(trained):
+    cwd, uri, runs = trained
+    original = runs["epochs=300,seed=2"]
+    MlflowClient(tracking_uri=uri).set_tag(original.info.run_id, "env.torch", "1.0.0")
+    result = rerun(original.info.run_id, "tracking.uri=" + uri, cwd=cwd.parent)
+    assert result.returncode == 0, result.stderr
+    assert "reproduced: 301/301" in result.stdout
+    assert "differs: env.torch: 1.0.0 -> 2." in result.stdout
+
+
+def test_a_changed_history_is_not_reproduced(trained):
+    """A run whose recorded costs differ at one step: exit 1, the step and the difference."""
+    cwd, uri, runs = trained
+    source = runs["epochs=300,seed=3"]
+    client = MlflowClient(tracking_uri=uri)
+    tampered = client.create_run(source.info.experiment_id, run_name="epochs=300,seed=3",
+                                 tags=source.data.tags)  # fmt: skip
+    config = Path(client.download_artifacts(source.info.run_id, "config.yaml", str(cwd)))
+    client.log_artifact(tampered.info.run_id, str(config))
+    costs = cost_history(uri, source.info.run_id)
+    costs[7] += 0.25
+    for step, value in enumerate(costs):
+        client.log_metric(tampered.info.run_id, "cost", value, step=step)
+    client.set_terminated(tampered.info.run_id)
+    result = rerun(tampered.info.run_id, cwd=cwd)
+    assert result.returncode == 1
+    assert "NOT reproduced: 300/301 cost values identical; first difference at step 7" in (
+        result.stdout
+    )
+    assert "largest absolute difference 0.25" in result.stdout
+
+
+def bad_rerun(cwd: Path, uri: str, *args: str) -> str:
+    before = len(runs_of(uri))
+    result = rerun(*args, cwd=cwd)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(runs_of(uri)) == before
+    return result.stderr
+
+
+def test_unknown_run_id(trained):
+    cwd, uri, _ = trained
+    assert "No run '0123abcd' in sqlite:///" in bad_rerun(cwd, uri, "0123abcd")
+
+
+def test_a_run_not_made_by_the_pipeline(trained):
+    cwd, uri, runs = trained
+    client = MlflowClient(tracking_uri=uri)
+    foreign = client.create_run(runs["default"].info.experiment_id)
+    client.set_terminated(foreign.info.run_id)
+    assert "has no recorded config.yaml" in bad_rerun(cwd, uri, foreign.info.run_id)
+
+
+def test_a_deleted_run(trained):
+    cwd, uri, runs = trained
+    client = MlflowClient(tracking_uri=uri)
+    doomed = client.create_run(runs["default"].info.experiment_id)
+    client.delete_run(doomed.info.run_id)
+    message = bad_rerun(cwd, uri, doomed.info.run_id)
+    assert f"mlflow runs restore --run-id {doomed.info.run_id}" in message
+
+
+@pytest.mark.parametrize("store", ["http://127.0.0.1:9", "sqlite:////nonexistent/mlflow.db"])
+def test_an_unreachable_or_missing_store(trained, store):
+    cwd, uri, runs = trained
+    message = bad_rerun(cwd, uri, runs["default"].info.run_id, f"tracking.uri={store}")
+    assert store in message and "Fix:" in message
+    assert not Path("/nonexistent").exists()
