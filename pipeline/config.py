@@ -36,13 +36,55 @@ class Device(Enum):
 @dataclass
 class DataConfig:
     name: str = MISSING
+    val_fraction: float = 0.0  # held out for per-epoch validation metrics
+    test_fraction: float = 0.0  # held out for the final test metrics
+    split_seed: int = 0  # stratified splits; fixed apart from `seed` so a seed sweep shares them
+    standardize: bool = False  # fit mean/std on the training split; saved with the model
 
 
 @dataclass
 class ToyDataConfig(DataConfig):
-    """The tutorial's 8 samples, 4 features, 3 classes."""
+    """The tutorial's 8 samples, 4 features, 3 classes (no split: the reference stays exact)."""
 
     name: str = "toy"
+
+
+@dataclass
+class BuiltinDataConfig(DataConfig):
+    """iris, wine or digits, as scikit-learn ships them (no download)."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    standardize: bool = True
+
+
+@dataclass
+class CsvDataConfig(DataConfig):
+    """The user's own file: one row per sample, a label column, numeric feature columns."""
+
+    name: str = "csv"
+    path: str = MISSING
+    label: str = "label"  # the label column's name (its 0-based index when header=false)
+    features: List[str] | None = None  # null: every other column
+    delimiter: str = ","
+    header: bool = True
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    standardize: bool = True
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Gaussian blobs around random class centres, for scale tests and benchmarks."""
+
+    name: str = "synthetic"
+    n_samples: int = 10000
+    n_features: int = 20
+    n_classes: int = 5
+    separation: float = 1.0  # distance scale of the class centres
+    seed: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
 
 
 @dataclass
@@ -59,10 +101,19 @@ class SoftmaxModelConfig(ModelConfig):
 
 
 @dataclass
+class MlpModelConfig(ModelConfig):
+    """Hidden layers between the input and the softmax layer."""
+
+    name: str = "mlp"
+    hidden: List[int] = field(default_factory=lambda: [64])
+    activation: str = "relu"  # relu | tanh | gelu
+    dropout: float = 0.0
+
+
+@dataclass
 class OptimConfig:
     name: str = MISSING
     lr: float = MISSING
-    weight_decay: float = 0.0
 
 
 @dataclass
@@ -71,6 +122,7 @@ class SGDConfig(OptimConfig):
     lr: float = 0.1
     momentum: float = 0.0
     nesterov: bool = False
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -79,6 +131,24 @@ class AdamConfig(OptimConfig):
     lr: float = 0.001
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class LBFGSConfig(OptimConfig):
+    """Full batch only; each epoch is one step of up to max_iter iterations."""
+
+    name: str = "lbfgs"
+    lr: float = 1.0
+    max_iter: int = 20
+    history_size: int = 100
+    line_search_fn: str | None = "strong_wolfe"
 
 
 @dataclass
@@ -97,6 +167,7 @@ class Config:
     optim: OptimConfig = MISSING
     seed: int = 1
     epochs: int = 1000
+    batch_size: int | None = None  # null: full batch (the reference); else shuffled mini-batches
     log_every: int = 100
     device: Device = Device.auto
     threads: int = 1  # torch CPU threads; one is fastest and steadiest for small models
@@ -105,9 +176,15 @@ class Config:
 
 SCHEMAS = [
     ("data", "toy", ToyDataConfig),
+    ("data", "builtin", BuiltinDataConfig),
+    ("data", "csv", CsvDataConfig),
+    ("data", "synthetic", SyntheticDataConfig),
     ("model", "softmax", SoftmaxModelConfig),
+    ("model", "mlp", MlpModelConfig),
     ("optim", "sgd", SGDConfig),
     ("optim", "adam", AdamConfig),
+    ("optim", "adamw", AdamWConfig),
+    ("optim", "lbfgs", LBFGSConfig),
 ]
 
 
@@ -122,18 +199,35 @@ def register_configs() -> None:
 # (key, test, rule, example): checked when the key exists in the composed config.
 RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("epochs", lambda v: v >= 1, ">= 1", "1000"),
+    ("batch_size", lambda v: v >= 1, ">= 1 (or null for full batch)", "32"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)", "0.2"),
+    ("data.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)", "0.2"),
+    ("data.n_samples", lambda v: v >= 2, ">= 2", "10000"),
+    ("data.n_features", lambda v: v >= 1, ">= 1", "20"),
+    ("data.n_classes", lambda v: v >= 2, ">= 2", "5"),
+    ("data.separation", lambda v: v > 0, "> 0", "1.0"),
+    ("model.hidden", lambda v: len(v) >= 1 and all(h >= 1 for h in v), "sizes >= 1", "[64,32]"),
+    ("model.activation", lambda v: v in ("relu", "tanh", "gelu"), "relu, tanh or gelu", "relu"),
+    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)", "0.1"),
+    ("optim.max_iter", lambda v: v >= 1, ">= 1", "20"),
+    ("optim.history_size", lambda v: v >= 1, ">= 1", "100"),
+    ("optim.line_search_fn", lambda v: v == "strong_wolfe", "strong_wolfe or null", "null"),
     ("log_every", lambda v: v >= 1, ">= 1", "100"),
     ("threads", lambda v: v >= 1, ">= 1", "1"),
     ("seed", lambda v: 0 <= v < 2**32, "in [0, 2**32)", "1"),
     ("optim.lr", lambda v: v > 0, "> 0", "0.1"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0", "0"),
     ("optim.momentum", lambda v: v >= 0, ">= 0", "0.9"),
-    ("optim.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
-     "two values in [0, 1)", "[0.9,0.999]"),
+    (
+        "optim.betas",
+        lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+        "two values in [0, 1)",
+        "[0.9,0.999]",
+    ),
     ("optim.eps", lambda v: v > 0, "> 0", "1e-8"),
     ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
     ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
-]  # fmt: skip
+]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -150,6 +244,16 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"Config error: {key} must be {rule}, got {shown!r}. Fix: e.g. {key}={example}"
             )
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
+        raise ConfigError(
+            "Config error: data.val_fraction + data.test_fraction must leave >= 10% to train on. "
+            "Fix: e.g. data.val_fraction=0.2 data.test_fraction=0.2"
+        )
+    if cfg.optim.name == "lbfgs" and cfg.batch_size is not None:
+        raise ConfigError(
+            "Config error: optim=lbfgs needs full-batch training, got batch_size="
+            f"{cfg.batch_size}. Fix: batch_size=null, or another optimizer"
+        )
     if cfg.optim.get("nesterov") and cfg.optim.momentum == 0:
         raise ConfigError(
             "Config error: optim.nesterov=true needs momentum. "

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from pipeline.config import ConfigError
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with the training split's statistics, kept in the saved model."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 def softmax(cfg: DictConfig, n_features: int, n_classes: int) -> nn.Module:
@@ -13,7 +28,19 @@ def softmax(cfg: DictConfig, n_features: int, n_classes: int) -> nn.Module:
     return nn.Linear(n_features, n_classes, bias=cfg.bias)
 
 
-BUILDERS = {"softmax": softmax}
+def mlp(cfg: DictConfig, n_features: int, n_classes: int) -> nn.Module:
+    """Hidden layers (linear, activation, dropout), then a linear layer to the logits."""
+    layers: list[nn.Module] = []
+    width = n_features
+    for hidden in cfg.hidden:
+        layers += [nn.Linear(width, hidden), ACTIVATIONS[cfg.activation]()]
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, n_classes))
+
+
+BUILDERS = {"softmax": softmax, "mlp": mlp}
 
 
 def build_model(cfg: DictConfig, n_features: int, n_classes: int) -> nn.Module:

@@ -12,6 +12,8 @@ from pipeline.config import ConfigError
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "lbfgs": torch.optim.LBFGS,
 }
 
 

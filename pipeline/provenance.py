@@ -30,8 +30,9 @@ def code_version() -> dict[str, str]:
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True,
-                          timeout=10, check=True)  # fmt: skip
+    done = subprocess.run(
+        ["git", *args], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10, check=True
+    )
     return done.stdout.strip()
 
 

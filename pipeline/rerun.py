@@ -95,8 +95,9 @@ def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
         return yaml.safe_load(Path(path).read_text())
 
 
-def launch(config: dict[str, Any], overrides: list[str], uri: str, experiment: str,
-           original: Run) -> None:  # fmt: skip
+def launch(
+    config: dict[str, Any], overrides: list[str], uri: str, experiment: str, original: Run
+) -> None:
     """Train the recorded config (plus ``overrides``) as a new run, in a child process."""
     recorded = {k: v for k, v in flatten_dict(config).items() if not k.startswith("tracking.")}
     choices = [f"{group}={recorded[f'{group}.name']}" for group in GROUPS]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ from typing import Any
 import mlflow
 import mlflow.pytorch
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.entities import Experiment, Metric, RunStatus
 from mlflow.exceptions import MlflowException
@@ -27,6 +30,7 @@ from pipeline.config import PipelineError
 from pipeline.job import JobContext
 
 log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 STORE_DIR = "mlruns"
 NOT_PARAMS = "tracking."  # where and how a run is tracked is not part of the experiment
@@ -132,12 +136,10 @@ class MetricBuffer:
         if time.monotonic() - self.last_flush >= self.flush_every_s:
             self.flush()
 
-    def log_final(self, values: dict[str, float]) -> None:
-        """Metrics of the trained model, as ``final_<name>``."""
-        self.pending.extend(
-            Metric(f"final_{key}", value, int(time.time() * 1000), 0)
-            for key, value in values.items()
-        )
+    def log_summary(self, values: dict[str, float]) -> None:
+        """Metrics of the trained model (``final_cost``, ``test_accuracy``, ...), at step 0."""
+        timestamp = int(time.time() * 1000)
+        self.pending.extend(Metric(key, value, timestamp, 0) for key, value in values.items())
 
     def flush(self) -> None:
         if self.pending:
@@ -186,17 +188,37 @@ def _log_job_files(job: JobContext) -> None:
             mlflow.log_artifact(handler.baseFilename)
 
 
-def log_model(model: torch.nn.Module, example: torch.Tensor) -> None:
-    """Log the model with signature and input example; requirements given, not inferred."""
+def log_model(
+    model: torch.nn.Module, example: torch.Tensor, class_names: list[str], feature_names: list[str]
+) -> None:
+    """Log ``model/`` (the PyTorch model) and ``classifier/`` (probabilities by class name).
+
+    Requirements are given, not inferred (inference costs seconds); the PyTorch model is
+    pickled so it loads back as the ``nn.Module`` it was, with this package's code beside it.
+    """
     model = model.cpu().eval()
-    example_input = example.cpu().numpy()
     with torch.no_grad():
-        example_output = model(example.cpu()).numpy()
-    mlflow.pytorch.log_model(
+        logits = model(example)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+    torch_model = mlflow.pytorch.log_model(
         model,
         name="model",
-        signature=infer_signature(example_input, example_output),
-        input_example=example_input,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        signature=infer_signature(example.numpy(), logits.numpy()),
+        input_example=example.numpy(),
+        pip_requirements=requirements,
         serialization_format="pickle",
+        code_paths=[str(PACKAGE_DIR)],
     )
+    example_table = pd.DataFrame(example.numpy(), columns=feature_names)
+    probabilities = pd.DataFrame(torch.softmax(logits, dim=1).numpy(), columns=class_names)
+    with tempfile.TemporaryDirectory() as tmp:
+        names = Path(tmp, "names.json")
+        names.write_text(json.dumps({"classes": class_names, "features": feature_names}))
+        mlflow.pyfunc.log_model(
+            name="classifier",
+            python_model=str(PACKAGE_DIR / "classifier.py"),
+            artifacts={"torch_model": torch_model.model_uri, "names": str(names)},
+            signature=infer_signature(example_table, probabilities),
+            input_example=example_table,
+            pip_requirements=[*requirements, f"pandas=={pd.__version__}"],
+        )

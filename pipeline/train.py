@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -13,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from pipeline.config import Device, register_configs, validate
-from pipeline.data import Dataset, load_dataset
+from pipeline.config import Device, PipelineError, register_configs, validate
+from pipeline.data import Dataset, Split, load_dataset, standardization
 from pipeline.determinism import seed_everything
+from pipeline.evaluate import evaluate, log_test_report
 from pipeline.job import JobContext
-from pipeline.model import build_model
+from pipeline.model import Standardize, build_model
 from pipeline.optim import build_optimizer
 from pipeline.provenance import provenance_tags
 from pipeline.tracking import (
@@ -32,36 +34,77 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
+class DivergedError(PipelineError):
+    """The cost became NaN or infinite."""
+
+
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on (x, y); returns the cost and logits from before the step."""
+    before = []
+
+    def closure() -> torch.Tensor:  # L-BFGS calls it several times, the others once
+        optimizer.zero_grad()
+        logits = model(x)
+        cost = F.cross_entropy(logits, y)
+        cost.backward()
+        before.append((cost.detach(), logits.detach()))
+        return cost
+
+    optimizer.step(closure)
+    return before[0]
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    batch_size: int | None,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """One pass over ``train`` (full batch, or shuffled mini-batches); mean cost and accuracy."""
+    n = len(train)
+    if batch_size is None or batch_size >= n:
+        batches = [slice(None)]
+    else:
+        batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
+    cost_sum = torch.zeros((), dtype=torch.float64, device=train.labels.device)
+    correct = torch.zeros((), dtype=torch.int64, device=train.labels.device)
+    for index in batches:
+        x, y = train.features[index], train.labels[index]
+        cost, logits = train_step(model, optimizer, x, y)
+        cost_sum += cost.double() * len(y)  # float64: exact for a single batch
+        correct += (logits.argmax(dim=1) == y).sum()
+    return (cost_sum / n).item(), (correct / n).item()
+
+
 def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     data: Dataset,
-    epochs: int,
-    log_every: int,
+    cfg: DictConfig,
     record: Callable[..., None],
 ) -> None:
-    """Full-batch training, as in the reference script; ``record`` gets each epoch's metrics."""
-    x, y = data.features, data.labels
-    for epoch in range(epochs + 1):
-        prediction = model(x)
-        cost = F.cross_entropy(prediction, y)
-        optimizer.zero_grad()
-        cost.backward()
-        optimizer.step()
-        accuracy = (prediction.argmax(dim=1) == y).float().mean()
-        record(epoch, cost=cost.item(), accuracy=accuracy.item())
-        if epoch % log_every == 0 or epoch == epochs:
-            log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost.item())
+    """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics.
 
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
-    """Cost and accuracy of the trained model."""
-    prediction = model(data.features)
-    return {
-        "cost": F.cross_entropy(prediction, data.labels).item(),
-        "accuracy": (prediction.argmax(dim=1) == data.labels).float().mean().item(),
-    }
+    ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
+    reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
+    """
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.epochs + 1):
+        cost, accuracy = train_epoch(model, optimizer, data.train, cfg.batch_size, generator)
+        metrics = {"cost": cost, "accuracy": accuracy}
+        if data.val is not None:
+            metrics |= {f"val_{key}": value for key, value in evaluate(model, data.val).items()}
+        record(epoch, **metrics)
+        if not math.isfinite(cost):
+            raise DivergedError(
+                f"Training diverged: cost is {cost} at epoch {epoch}. "
+                f"Fix: a smaller optim.lr (now {cfg.optim.lr})"
+            )
+        if epoch % cfg.log_every == 0 or epoch == cfg.epochs:
+            log.info("Epoch %4d/%d Cost: %.6f", epoch, cfg.epochs, cost)
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -71,11 +114,16 @@ def resolve_device(device: Device) -> torch.device:
 
 
 def train(cfg: DictConfig, job: JobContext | None = None) -> float:
-    """Validate, build, train and track one run; return the trained model's cost."""
+    """Validate, build, train and track one run.
+
+    Returns the objective a sweeper minimizes: the final validation cost when there is a
+    validation split, else the trained model's cost on the training split.
+    """
     job = job or JobContext.current()
     validate(cfg)
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.data)
+    scaler = Standardize(*standardization(data.train)) if cfg.data.standardize else None
     seed_everything(cfg.seed, cfg.threads)
     model = build_model(cfg.model, data.n_features, data.n_classes)
     optimizer = build_optimizer(cfg.optim, model.parameters())
@@ -86,19 +134,25 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
     with tracked_run(experiment_id, run_name, job, cfg.tracking.flush_every_s, tags) as metrics:
         log_config(cfg)
         model.to(device)
-        on_device = Dataset(data.features.to(device), data.labels.to(device), data.class_names)
-        fit(model, optimizer, on_device, cfg.epochs, cfg.log_every, metrics.log)
-        final = evaluate(model, on_device)
-        metrics.log_final(final)
-        log_model(model, data.features[:2])
+        inputs = (data.standardized(scaler) if scaler else data).to(device)
+        fit(model, optimizer, inputs, cfg, metrics.log)
+        final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
+        if inputs.test is not None:
+            final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
+            log_test_report(model, inputs.test, data.class_names)
+        metrics.log_summary(final)
+        objective = (
+            evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
+        )
+        deployable = torch.nn.Sequential(scaler, model) if scaler else model
+        log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
     log.info(
-        "Run %s (%s) finished: final cost %.6f, accuracy %.3f",
+        "Run %s (%s) finished: %s",
         run_name,
         metrics.run_id,
-        final["cost"],
-        final["accuracy"],
+        ", ".join(f"{key} {value:.6g}" for key, value in final.items()),
     )
-    return final["cost"]
+    return objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

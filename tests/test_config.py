@@ -20,7 +20,13 @@ def make_config():
 def test_defaults_are_the_reference_experiment(make_config):
     cfg = make_config()
     assert OmegaConf.to_container(cfg, enum_to_str=True) == {
-        "data": {"name": "toy"},
+        "data": {
+            "name": "toy",
+            "val_fraction": 0.0,
+            "test_fraction": 0.0,
+            "split_seed": 0,
+            "standardize": False,
+        },
         "model": {"name": "softmax", "bias": True},
         "optim": {
             "name": "sgd",
@@ -31,6 +37,7 @@ def test_defaults_are_the_reference_experiment(make_config):
         },
         "seed": 1,
         "epochs": 1000,
+        "batch_size": None,
         "log_every": 100,
         "device": "auto",
         "threads": 1,
@@ -102,7 +109,7 @@ def test_cli_errors_exit_nonzero_without_creating_a_run(tmp_path, override, mess
 def test_unknown_optimizer_lists_the_choices(tmp_path):
     result = run_cli("optim=rmsprop", cwd=tmp_path)
     listed = result.stderr.split("Available options in 'optim':")[1].split("Config search")[0]
-    assert listed.split() == ["adam", "sgd"]
+    assert listed.split() == ["adam", "adamw", "lbfgs", "sgd"]
 
 
 def test_every_config_group_file_is_valid(make_config):
@@ -110,4 +117,5 @@ def test_every_config_group_file_is_valid(make_config):
         group, name = path.parent.name, path.stem
         if group == "hydra":
             continue
-        validate(make_config(f"{group}={name}"))
+        required = ["data.path=any.csv"] if name == "csv" else []
+        validate(make_config(f"{group}={name}", *required))

@@ -11,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import REFERENCE_OUTPUT, cost_history, run_cli, runs_of, sqlite_uri
-from pipeline.data import toy
+from pipeline.data import TOY_FEATURES, TOY_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,11 @@ def test_every_resolved_config_value_is_a_param(default_run):
     _, _, run, _ = default_run
     assert run.data.params == {
         "data.name": "toy",
+        "data.val_fraction": "0.0",
+        "data.test_fraction": "0.0",
+        "data.split_seed": "0",
+        "data.standardize": "False",
+        "batch_size": "None",
         "model.name": "softmax",
         "model.bias": "True",
         "optim.name": "sgd",
@@ -84,6 +89,7 @@ def test_config_model_and_log_are_artifacts(default_run):
     client = MlflowClient(tracking_uri=uri)
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "hydra", "train.log"} <= top
+    assert not {"test_report.json", "confusion_matrix.png"} & top  # toy has no test split
     hydra_files = {a.path for a in client.list_artifacts(run.info.run_id, "hydra")}
     assert hydra_files == {"hydra/config.yaml", "hydra/hydra.yaml", "hydra/overrides.yaml"}
     log_text = Path(client.download_artifacts(run.info.run_id, "train.log")).read_text()
@@ -95,11 +101,12 @@ def test_logged_model_reloads_with_equal_outputs(default_run):
     mlflow.set_tracking_uri(uri)
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
     assert isinstance(model, torch.nn.Linear)
-    logits = model(toy().features).detach()
-    costs = torch.nn.functional.cross_entropy(logits, toy().labels).item()
+    features, labels = torch.tensor(TOY_FEATURES, dtype=torch.float32), torch.tensor(TOY_LABELS)
+    logits = model(features).detach()
+    costs = torch.nn.functional.cross_entropy(logits, labels).item()
     assert costs == run.data.metrics["final_cost"]
     info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
     assert info.signature is not None
     assert info.saved_input_example_info is not None
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    np.testing.assert_array_equal(pyfunc.predict(toy().features.numpy()), logits.numpy())
+    np.testing.assert_array_equal(pyfunc.predict(features.numpy()), logits.numpy())

@@ -28,9 +28,19 @@ def rerun(*args: str, cwd: Path, env: dict[str, str] | None = None):
 def test_every_run_records_what_a_rerun_needs(trained):
     _, _, runs = trained
     tags = runs["default"].data.tags
-    for key in ("code.version", "code.commit", "code.dirty", "env.python", "env.torch",
-                "env.mlflow", "env.hydra", "env.platform", "env.device", "env.torch_threads",
-                "data.digest"):  # fmt: skip
+    for key in (
+        "code.version",
+        "code.commit",
+        "code.dirty",
+        "env.python",
+        "env.torch",
+        "env.mlflow",
+        "env.hydra",
+        "env.platform",
+        "env.device",
+        "env.torch_threads",
+        "data.digest",
+    ):
         assert tags.get(key), key
     assert tags["hydra.overrides"] == ""
     assert tags["env.torch_threads"] == "1"
@@ -86,8 +96,9 @@ def test_a_changed_history_is_not_reproduced(trained):
     cwd, uri, runs = trained
     source = runs["epochs=300,seed=3"]
     client = MlflowClient(tracking_uri=uri)
-    tampered = client.create_run(source.info.experiment_id, run_name="epochs=300,seed=3",
-                                 tags=source.data.tags)  # fmt: skip
+    tampered = client.create_run(
+        source.info.experiment_id, run_name="epochs=300,seed=3", tags=source.data.tags
+    )
     config = Path(client.download_artifacts(source.info.run_id, "config.yaml", str(cwd)))
     client.log_artifact(tampered.info.run_id, str(config))
     costs = cost_history(uri, source.info.run_id)
