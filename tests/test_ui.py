@@ -1,0 +1,216 @@
+"""``python -m pipeline.ui``: no store is an error; over a real sweep, headless Chromium sees the
+runs table, the compare view and the ``cost`` chart."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, runs_of, sqlite_uri
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The UI opens its assistant panel on first load; keep it shut so screenshots show the page.
+CLOSE_ASSISTANT = (
+    "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
+    "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
+)
+SWEEP = ("-m", "optim.lr=0.01,0.1", "seed=1,2", "epochs=50")
+NAMES = sorted(f"epochs=50,optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
+TIMEOUT_MS = 30_000
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["default", "MLFLOW_TRACKING_URI"])
+def test_no_store_is_one_line_exit_2_and_nothing_created(tmp_path: Path, elsewhere: bool):
+    store = tmp_path / ("elsewhere" if elsewhere else "mlruns")
+    env = {"MLFLOW_TRACKING_URI": sqlite_uri(store)} if elsewhere else None
+    result = run_cli(module="pipeline.ui", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"No tracking store at {store / 'mlflow.db'}.")
+    assert "python -m pipeline.train" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of the group that are not zombies (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def stop_group(server: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM the server's process group, SIGKILL what is left after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if server.poll() is not None and not live_members(server.pid):
+                return
+            time.sleep(0.1)
+
+
+def wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the UI exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"no 200 from {base}/health in {timeout_s} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A sweep in tmp_path's default store and ``python -m pipeline.ui`` over it: (base, URL)."""
+    swept = run_cli(*SWEEP, cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.ui", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, server, log)
+        printed = re.search(r"open (\S+)", log.read_text())
+        assert printed, log.read_text()
+        yield base, printed.group(1)
+    finally:
+        stop_group(server)
+        assert not live_members(server.pid), "the UI left processes behind"
+        assert not listening(port), f"something still listens on {port}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no {CHROMIUM}: apt-get install chromium")
+@pytest.mark.skipif(
+    importlib.util.find_spec("playwright") is None, reason="no playwright: pip install playwright"
+)
+def test_ui_shows_the_sweep(ui: tuple[str, str], tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, printed_url = ui
+    runs = runs_of(sqlite_uri(tmp_path / "mlruns"))
+    assert sorted(r.info.run_name for r in runs) == NAMES
+    ids = [r.info.run_id for r in runs]
+    (exp_id,) = {r.info.experiment_id for r in runs}
+    assert printed_url == f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    shots = {
+        name: tmp_path / f"ui-{name}.png" for name in ("runs", "compare", "compare-table", "cost")
+    }
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.add_init_script(CLOSE_ASSISTANT)
+            page = context.new_page()
+
+            # (a) the runs table (an ag-grid), at the URL the wrapper printed
+            page.goto(printed_url)
+            for name in NAMES:
+                expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.locator(".ag-center-cols-container [role=row]")).to_have_count(4)
+            page.screenshot(path=shots["runs"])
+
+            # (b) the compare view: one column per run, in the order of `ids`
+            query = urllib.parse.urlencode(
+                {"runs": json.dumps(ids), "experiments": json.dumps([exp_id])},
+                quote_via=urllib.parse.quote,
+            )
+            page.goto(f"{base}/#/compare-runs?{query}")
+            expect(page.get_by_text("Comparing 4 Runs from 1 Experiment")).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
+            # the parallel-coordinates plot: an axis per parameter and one for the metric
+            axes = page.locator(".js-plotly-plot .axis-title")
+            expect(axes).to_have_text(["optim.lr", "seed", "cost"], timeout=TIMEOUT_MS)
+            page.screenshot(path=shots["compare"])
+            for param in ("optim.lr", "seed"):  # the Parameters table
+                header = page.get_by_role("rowheader", name=param, exact=True)
+                row = page.get_by_role("row").filter(has=header)
+                expect(row.get_by_role("cell")).to_have_text([r.data.params[param] for r in runs])
+            cost_link = page.get_by_role("link", name="cost", exact=True)  # the Metrics table
+            expect(cost_link).to_be_visible()
+            header.scroll_into_view_if_needed()
+            page.screenshot(path=shots["compare-table"])
+
+            # (c) the cost chart, reached from the compare view: 4 legend entries, 4 lines
+            cost_link.click()
+            for name in NAMES:
+                expect(page.get_by_text(f"{name} (cost)", exact=True)).to_be_visible(
+                    timeout=TIMEOUT_MS
+                )
+            for run in runs:  # the table under the chart: each run's last cost, at step 50
+                link = page.get_by_role("link", name=run.info.run_name, exact=True)
+                row = page.get_by_role("row").filter(has=link)
+                expect(row).to_contain_text(f"{run.data.metrics['cost']!r} (step=50)")
+            # Each run is drawn twice (the line and a faint unsmoothed copy): count distinct paths.
+            distinct_lines = """() => new Set([...document.querySelectorAll(
+                '.js-plotly-plot .scatterlayer path.js-line')].map(p => p.getAttribute('d'))
+                .filter(Boolean)).size"""
+            page.wait_for_function(f"({distinct_lines})() >= 4", timeout=TIMEOUT_MS)
+            assert page.evaluate(distinct_lines) == 4
+            page.screenshot(path=shots["cost"])
+        finally:
+            browser.close()
+    for path in shots.values():
+        print(f"screenshot: {path}")
