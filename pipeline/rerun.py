@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import PipelineError
-from pipeline.tracking import check_reachable, flatten_dict, resolve_tracking_uri
+from pipeline.tracking import fetch_run, flatten_dict, open_store, resolve_tracking_uri
 
 GROUPS = ("data", "model", "optim")  # config groups, chosen by the group's ``name``
 FACT_PREFIXES = ("code.", "env.", "data.digest")
@@ -54,32 +54,6 @@ def main(argv: list[str]) -> int:
         print(f"  (overrides {' '.join(overrides)} changed the config: a difference is expected)")
         return 0
     return 0 if report.reproduced else 1
-
-
-def open_store(uri: str) -> MlflowClient:
-    """A client for an existing store; never creates one."""
-    check_reachable(uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise PipelineError(
-            f"No tracking store at {uri}. Fix: run from the directory you trained in, "
-            "or pass tracking.uri=... (or set MLFLOW_TRACKING_URI)"
-        )
-    return MlflowClient(tracking_uri=uri)
-
-
-def fetch_run(client: MlflowClient, run_id: str) -> Run:
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise PipelineError(
-            f"No run {run_id!r} in {client.tracking_uri}. "
-            "Fix: copy the run id from the MLflow UI, or point tracking.uri at its store"
-        ) from None
-    if run.info.lifecycle_stage == "deleted":
-        raise PipelineError(
-            f"Run {run_id} is deleted. Fix: restore it with `mlflow runs restore --run-id {run_id}`"
-        )
-    return run
 
 
 def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import mlflow.pytorch
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.entities import Experiment, Metric, RunStatus
+from mlflow.entities import Experiment, Metric, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -95,6 +95,32 @@ def check_reachable(uri: str) -> None:
             f"Tracking server {uri} is unreachable ({reason}). "
             "Fix: start it, or point tracking.uri elsewhere"
         ) from None
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client for an existing store (to read runs); never creates one."""
+    check_reachable(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise PipelineError(
+            f"No tracking store at {uri}. Fix: run from the directory you trained in, "
+            "or pass tracking.uri=... (or set MLFLOW_TRACKING_URI)"
+        )
+    return MlflowClient(tracking_uri=uri)
+
+
+def fetch_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise PipelineError(
+            f"No run {run_id!r} in {client.tracking_uri}. "
+            "Fix: copy the run id from the MLflow UI, or point tracking.uri at its store"
+        ) from None
+    if run.info.lifecycle_stage == "deleted":
+        raise PipelineError(
+            f"Run {run_id} is deleted. Fix: restore it with `mlflow runs restore --run-id {run_id}`"
+        )
+    return run
 
 
 def flatten_dict(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -209,7 +235,7 @@ def log_model(
         serialization_format="pickle",
         code_paths=[str(PACKAGE_DIR)],
     )
-    example_table = pd.DataFrame(example.numpy(), columns=feature_names)
+    example_table = pd.DataFrame(example.double().numpy(), columns=feature_names)  # any float
     probabilities = pd.DataFrame(torch.softmax(logits, dim=1).numpy(), columns=class_names)
     with tempfile.TemporaryDirectory() as tmp:
         names = Path(tmp, "names.json")

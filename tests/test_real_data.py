@@ -1,0 +1,160 @@
+"""Real data end to end: quality, a scikit-learn oracle, mini-batches, logged models, predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+
+from conftest import ROOT, cost_history, run_cli, runs_of, sqlite_uri
+from pipeline.config import register_configs
+from pipeline.data import load_dataset, standardization
+from pipeline.job import JobContext
+from pipeline.model import Standardize
+from pipeline.train import train
+
+
+@pytest.fixture(scope="module")
+def train_in_process(tmp_path_factory: pytest.TempPathFactory):
+    """Compose the config with Hydra and train in this process, into a temp store."""
+    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
+    register_configs()
+
+    def run(*overrides: str):
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+            cfg = compose("config", overrides=[*overrides, f"tracking.uri={uri}"])
+        objective = train(cfg, JobContext(run_name=",".join(overrides)))
+        return objective, runs_of(uri)[-1], uri
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory: pytest.TempPathFactory):
+    """``python -m pipeline.train data=iris`` with the shipped defaults."""
+    cwd = tmp_path_factory.mktemp("iris")
+    result = run_cli("data=iris", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    uri = sqlite_uri(cwd / "mlruns")
+    (run,) = runs_of(uri)
+    return cwd, uri, run
+
+
+def test_iris_reaches_090_test_accuracy_with_the_defaults(iris_run):
+    _, _, run = iris_run
+    assert run.data.metrics["test_accuracy"] >= 0.9
+    assert run.data.params["data.standardize"] == "True"
+
+
+def test_iris_logs_validation_metrics_every_epoch_and_a_test_report(iris_run):
+    _, uri, run = iris_run
+    for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+        assert len(cost_history(uri, run.info.run_id, key)) == 1001, key
+    client = MlflowClient(tracking_uri=uri)
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"test_report.json", "confusion_matrix.png"} <= files
+    report = client.download_artifacts(run.info.run_id, "test_report.json")
+    assert set(pd.read_json(report).columns) >= {"setosa", "versicolor", "virginica"}
+    png = client.download_artifacts(run.info.run_id, "confusion_matrix.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lbfgs_matches_scikit_learn_unpenalized_multinomial(train_in_process):
+    _, run, _ = train_in_process("data=iris", "optim=lbfgs", "epochs=50")
+    data = load_dataset(OmegaConf.load(ROOT / "conf" / "data" / "iris.yaml"))  # the run's split
+    scaled = Standardize(*standardization(data.train))(data.train.features).detach().numpy()
+    labels = data.train.labels.numpy()
+    peer = LogisticRegression(C=np.inf, max_iter=100_000, tol=1e-12).fit(scaled, labels)
+    oracle = log_loss(labels, peer.predict_proba(scaled))
+    assert run.data.metrics["final_cost"] == pytest.approx(oracle, abs=1e-3)
+
+
+def test_mini_batches_are_seeded_and_differ_from_full_batch(train_in_process):
+    runs = [train_in_process("data=wine", "batch_size=16", "epochs=5")[1] for _ in range(2)]
+    _, full, uri = train_in_process("data=wine", "epochs=5")
+    first, second = (cost_history(uri, r.info.run_id) for r in runs)
+    assert first == second
+    assert first != cost_history(uri, full.info.run_id)
+
+
+def test_mlp_and_adamw_train(train_in_process):
+    objective, run, _ = train_in_process("data=wine", "model=mlp", "model.hidden=[16,8]",
+                                         "optim=adamw", "epochs=100")  # fmt: skip
+    assert run.info.status == "FINISHED"
+    assert objective == pytest.approx(run.data.metrics["final_cost"], abs=1.0)
+    assert run.data.metrics["test_accuracy"] >= 0.85
+
+
+def test_pyfunc_classifier_gives_probabilities_by_class_name(iris_run):
+    import mlflow
+
+    _, uri, run = iris_run
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
+    raw = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]],
+                       columns=model.metadata.get_input_schema().input_names())  # fmt: skip
+    probabilities = model.predict(raw)
+    assert probabilities.columns.tolist() == ["setosa", "versicolor", "virginica"]
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert probabilities.idxmax(axis=1).tolist() == ["setosa", "virginica"]
+
+
+def test_predict_cli_writes_labels_and_probabilities(iris_run, tmp_path):
+    cwd, _, run = iris_run
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
+    out = tmp_path / "out.csv"
+    result = run_cli(f"run_id={run.info.run_id}", f"input={rows}", f"output={out}", cwd=cwd,
+                     module="pipeline.predict")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out)
+    assert table.columns.tolist() == ["label", "prob_setosa", "prob_versicolor", "prob_virginica"]
+    assert table["label"].tolist() == ["setosa", "virginica"]
+
+
+def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
+    rng = np.random.default_rng(0)
+    kinds = np.repeat(["small", "large"], 20)
+    size = np.where(kinds == "large", 10.0, 1.0) + rng.normal(0, 0.5, 40)
+    pd.DataFrame({"size": size, "noise": rng.normal(0, 1, 40), "kind": kinds}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    result = run_cli(
+        "data=csv", "data.path=train.csv", "data.label=kind", "epochs=200", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = runs_of(sqlite_uri(tmp_path / "mlruns"))
+    (tmp_path / "new.csv").write_text("size,noise\n0.8,0.1\n9.5,-0.3\n")
+    predicted = run_cli(f"run_id={run.info.run_id}", "input=new.csv", cwd=tmp_path,
+                        module="pipeline.predict")  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.splitlines()[0] == "label,prob_large,prob_small"
+    assert [line.split(",")[0] for line in predicted.stdout.splitlines()[1:]] == ["small", "large"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "CSV error: file not found: "),
+    ("a,b,label\n1,x,0\n2,3,1\n", "line 2, column 'b': 'x' is not a number"),
+])  # fmt: skip
+def test_a_bad_training_file_fails_before_any_run(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "in.csv").write_text(content)
+    result = run_cli("data=csv", "data.path=in.csv", cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_predict_rejects_a_feature_count_mismatch(iris_run, tmp_path):
+    cwd, _, run = iris_run
+    (tmp_path / "two.csv").write_text("a,b\n1,2\n")
+    result = run_cli(f"run_id={run.info.run_id}", f"input={tmp_path / 'two.csv'}", cwd=cwd,
+                     module="pipeline.predict")  # fmt: skip
+    assert result.returncode == 2
+    assert "has 2 columns, the model expects 4 features" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
