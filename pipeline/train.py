@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from pipeline.config import Device, PipelineError, register_configs, validate
+from pipeline.console import Progress, run_address
 from pipeline.data import Dataset, Split, load_dataset, standardization
 from pipeline.determinism import seed_everything
 from pipeline.evaluate import evaluate, log_test_report
@@ -85,6 +86,7 @@ def fit(
     data: Dataset,
     cfg: DictConfig,
     record: Callable[..., None],
+    progress: Progress,
 ) -> None:
     """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics.
 
@@ -98,13 +100,25 @@ def fit(
         if data.val is not None:
             metrics |= {f"val_{key}": value for key, value in evaluate(model, data.val).items()}
         record(epoch, **metrics)
+        progress.update(epoch, cost)
         if not math.isfinite(cost):
             raise DivergedError(
                 f"Training diverged: cost is {cost} at epoch {epoch}. "
                 f"Fix: a smaller optim.lr (now {cfg.optim.lr})"
             )
         if epoch % cfg.log_every == 0 or epoch == cfg.epochs:
+            progress.clear()
             log.info("Epoch %4d/%d Cost: %.6f", epoch, cfg.epochs, cost)
+
+
+def describe(cfg: DictConfig, data: Dataset) -> str:
+    """The run's description in the MLflow UI."""
+    sizes = "/".join(str(len(s)) for s in (data.train, data.val, data.test) if s is not None)
+    return (
+        f"{cfg.model.name} on {cfg.data.name} ({sizes} train/val/test samples, "
+        f"{data.n_features} features, {data.n_classes} classes); {cfg.optim.name} "
+        f"lr={cfg.optim.lr}, batch_size={cfg.batch_size}, {cfg.epochs} epochs, seed {cfg.seed}"
+    )
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -127,15 +141,24 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
     seed_everything(cfg.seed, cfg.threads)
     model = build_model(cfg.model, data.n_features, data.n_classes)
     optimizer = build_optimizer(cfg.optim, model.parameters())
-    experiment_id = prepare_store(resolve_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    experiment_id = prepare_store(uri, cfg.tracking.experiment)
 
     run_name = cfg.tracking.run_name or job.run_name
-    tags = {**provenance_tags(device, data.digest()), **cfg.tracking.tags}
+    tags = {
+        "mlflow.note.content": describe(cfg, data),
+        **provenance_tags(device, data.digest()),
+        **cfg.tracking.tags,
+    }
     with tracked_run(experiment_id, run_name, job, cfg.tracking.flush_every_s, tags) as metrics:
         log_config(cfg)
         model.to(device)
         inputs = (data.standardized(scaler) if scaler else data).to(device)
-        fit(model, optimizer, inputs, cfg, metrics.log)
+        progress = Progress(cfg.epochs)
+        try:
+            fit(model, optimizer, inputs, cfg, metrics.log, progress)
+        finally:
+            progress.clear()
         final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
         if inputs.test is not None:
             final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
@@ -146,12 +169,10 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
         )
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
         log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
-    log.info(
-        "Run %s (%s) finished: %s",
-        run_name,
-        metrics.run_id,
-        ", ".join(f"{key} {value:.6g}" for key, value in final.items()),
-    )
+    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
+    log.info("Run %r finished: %s", run_name, summary)
+    address = run_address(uri, experiment_id, metrics.run_id)
+    log.info("Run id %s; view it at %s", metrics.run_id, address)
     return objective
 
 
