@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import interrupts
 from pipeline.config import PipelineError
 from pipeline.job import JobContext
 
@@ -182,23 +183,25 @@ def tracked_run(
     job_tags = {"hydra.overrides": " ".join(job.overrides)}
     if job.job_num is not None:
         job_tags["hydra.job_num"] = str(job.job_num)
-    run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
-    )
-    metrics = MetricBuffer(run.info.run_id, flush_every_s)
-    status = RunStatus.FAILED
-    try:
-        yield metrics
-        status = RunStatus.FINISHED
-    except KeyboardInterrupt:
-        status = RunStatus.KILLED
-        raise
-    finally:
+    with interrupts.deferred():
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
+        )
+        metrics = MetricBuffer(run.info.run_id, flush_every_s)
+        status = RunStatus.FAILED
         try:
-            metrics.flush()
-            _log_job_files(job)
+            yield metrics
+            interrupts.check()
+            status = RunStatus.FINISHED
+        except KeyboardInterrupt:
+            status = RunStatus.KILLED
+            raise
         finally:
-            mlflow.end_run(RunStatus.to_string(status))
+            try:
+                metrics.flush()
+                _log_job_files(job)
+            finally:
+                mlflow.end_run(RunStatus.to_string(status))
 
 
 def _log_job_files(job: JobContext) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import signal
 import sys
 from collections.abc import Callable
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from pipeline import interrupts
 from pipeline.config import Device, PipelineError, register_configs, validate
 from pipeline.console import Progress, run_address
 from pipeline.data import Dataset, Split, load_dataset, standardization
@@ -101,6 +101,7 @@ def fit(
             metrics |= {f"val_{key}": value for key, value in evaluate(model, data.val).items()}
         record(epoch, **metrics)
         progress.update(epoch, cost)
+        interrupts.check()
         if not math.isfinite(cost):
             raise DivergedError(
                 f"Training diverged: cost is {cost} at epoch {epoch}. "
@@ -182,7 +183,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the run like Ctrl-C
+    interrupts.install()  # Ctrl-C and SIGTERM end the run KILLED, at an epoch boundary
     try:
         main()
         # Skip the interpreter's final garbage collections over torch's and MLflow's objects:
