@@ -158,6 +158,8 @@ class TrackingConfig:
     run_name: str | None = None  # null: the job's overrides, e.g. "optim.lr=0.01,seed=2"
     tags: Dict[str, str] = field(default_factory=dict)  # extra run tags
     flush_every_s: float = 5.0  # how often buffered metrics are written during training
+    best_metric: str = "objective"  # a sweep's best run has the lowest/highest of this metric
+    best_mode: str = "min"  # min | max
 
 
 @dataclass
@@ -226,6 +228,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ),
     ("optim.eps", lambda v: v > 0, "> 0", "1e-8"),
     ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
+    ("tracking.best_mode", lambda v: v in ("min", "max"), "min or max", "min"),
     ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
 ]
 

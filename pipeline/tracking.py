@@ -183,6 +183,8 @@ def tracked_run(
     job_tags = {"hydra.overrides": " ".join(job.overrides)}
     if job.job_num is not None:
         job_tags["hydra.job_num"] = str(job.job_num)
+    if job.parent_run_id is not None:
+        job_tags["mlflow.parentRunId"] = job.parent_run_id  # nests the run under its sweep
     with interrupts.deferred():
         run = mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
@@ -196,12 +198,21 @@ def tracked_run(
         except KeyboardInterrupt:
             status = RunStatus.KILLED
             raise
+        except Exception as err:
+            mlflow.set_tag("failure_reason", first_line(err))
+            raise
         finally:
             try:
                 metrics.flush()
                 _log_job_files(job)
             finally:
                 mlflow.end_run(RunStatus.to_string(status))
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _log_job_files(job: JobContext) -> None:

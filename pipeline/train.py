@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from pipeline import interrupts
+from pipeline.callbacks import SweepTracking
 from pipeline.config import Device, PipelineError, register_configs, validate
 from pipeline.console import Progress, run_address
 from pipeline.data import Dataset, Split, load_dataset, standardization
@@ -24,6 +25,7 @@ from pipeline.model import Standardize, build_model
 from pipeline.optim import build_optimizer
 from pipeline.provenance import provenance_tags
 from pipeline.tracking import (
+    first_line,
     log_config,
     log_model,
     prepare_store,
@@ -164,28 +166,41 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
         if inputs.test is not None:
             final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
             log_test_report(model, inputs.test, data.class_names)
-        metrics.log_summary(final)
-        objective = (
+        # What a sweeper minimizes: the validation cost, else the training cost.
+        final["objective"] = (
             evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
         )
+        metrics.log_summary(final)
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
         log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
     log.info("Run %r finished: %s", run_name, summary)
     address = run_address(uri, experiment_id, metrics.run_id)
     log.info("Run id %s; view it at %s", metrics.run_id, address)
-    return objective
+    return final["objective"]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    job = JobContext.current()
+    if job.job_num is None:
+        return train(cfg, job)
+    try:  # in a sweep, a failed job is reported and the others go on
+        return train(cfg, job)
+    except PipelineError as err:
+        log.error("Job %d failed: %s", job.job_num, first_line(err))
+    except Exception:
+        log.exception("Job %d failed", job.job_num)
+    return math.nan
 
 
 if __name__ == "__main__":
     interrupts.install()  # Ctrl-C and SIGTERM end the run KILLED, at an epoch boundary
     try:
         main()
+        if SweepTracking.failure:
+            print(SweepTracking.failure, file=sys.stderr)
+            sys.exit(1)
         # Skip the interpreter's final garbage collections over torch's and MLflow's objects:
         # exiting is ~0.9 s faster (bench/overhead.py).
         gc.freeze()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -47,6 +48,14 @@ def runs_of(uri: str, experiment: str = EXPERIMENT) -> list:
     if found is None:
         return []
     return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def sweep_runs(uri: str, experiment: str = EXPERIMENT) -> tuple[Any, list]:
+    """The (single) sweep parent run and its nested job runs."""
+    runs = runs_of(uri, experiment)
+    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, children
 
 
 def cost_history(uri: str, run_id: str, key: str = "cost") -> list[float]:

@@ -1,10 +1,13 @@
-"""``-m`` sweeps: one FINISHED run per job, each equal to the same config run alone."""
+"""``-m`` sweeps: a parent run with nested FINISHED job runs, each equal to the run alone."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs
 
 
 @pytest.fixture(scope="module")
@@ -12,12 +15,15 @@ def sweep(tmp_path_factory: pytest.TempPathFactory):
     cwd = tmp_path_factory.mktemp("sweep")
     result = run_cli("-m", "optim.lr=0.01,0.1", "seed=1,2,3", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    return cwd, sqlite_uri(cwd / "mlruns")
+    uri = sqlite_uri(cwd / "mlruns")
+    return cwd, uri, result, *sweep_runs(uri)
 
 
-def test_six_finished_runs_with_readable_names(sweep):
-    _, uri = sweep
-    runs = runs_of(uri)
+def test_six_finished_runs_nested_under_the_sweep_with_readable_names(sweep):
+    _, uri, _, parent, runs = sweep
+    assert len(runs_of(uri)) == 7
+    assert parent.info.run_name == "sweep optim.lr=0.01,0.1 seed=1,2,3"
+    assert parent.info.status == "FINISHED"
     assert [r.info.status for r in runs] == ["FINISHED"] * 6
     assert sorted(r.info.run_name for r in runs) == sorted(
         f"optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2, 3)
@@ -30,32 +36,66 @@ def test_six_finished_runs_with_readable_names(sweep):
 
 
 def test_each_job_has_its_own_metrics_and_model(sweep):
-    _, uri = sweep
+    _, uri, _, _, runs = sweep
     finals = set()
-    for run in runs_of(uri):
+    for run in runs:
         assert len(cost_history(uri, run.info.run_id)) == 1001
-        assert run.info.artifact_uri
         finals.add(run.data.metrics["final_cost"])
     assert len(finals) == 6
 
 
+def test_the_parent_holds_the_summary_the_cost_curves_and_the_best_run(sweep):
+    _, uri, result, parent, runs = sweep
+    best = min(runs, key=lambda r: r.data.metrics["objective"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.tags["best_run_name"] == best.info.run_name
+    assert parent.data.metrics["best_objective"] == best.data.metrics["objective"]
+    assert parent.data.params["best.optim.lr"] == best.data.params["optim.lr"]
+    assert parent.data.metrics["jobs_finished"] == 6 and parent.data.metrics["jobs_failed"] == 0
+    client = MlflowClient(tracking_uri=uri)
+    summary = Path(client.download_artifacts(parent.info.run_id, "summary.txt")).read_text()
+    assert len(summary.strip().splitlines()) == 7
+    for run in runs:
+        assert run.info.run_id in summary
+        assert run.info.run_id in result.stdout  # the summary is printed too
+    png = client.download_artifacts(parent.info.run_id, "cost_curves.png")
+    assert Path(png).read_bytes()[:4] == b"\x89PNG"
+    assert f"Best run by objective (min): {best.info.run_name}" in result.stdout
+
+
 def test_a_sweep_job_equals_the_same_config_run_alone(sweep, tmp_path):
-    _, sweep_uri = sweep
-    (swept,) = [r for r in runs_of(sweep_uri) if r.info.run_name == "optim.lr=0.01,seed=2"]
+    _, sweep_uri, _, _, runs = sweep
+    (swept,) = [r for r in runs if r.info.run_name == "optim.lr=0.01,seed=2"]
     alone = run_cli("optim.lr=0.01", "seed=2", cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr
     alone_uri = sqlite_uri(tmp_path / "mlruns")
     (single,) = runs_of(alone_uri)
-    assert cost_history(alone_uri, single.info.run_id) == cost_history(sweep_uri, swept.info.run_id)
-    assert cost_history(alone_uri, single.info.run_id, "accuracy") == cost_history(
-        sweep_uri, swept.info.run_id, "accuracy"
-    )
+    assert "mlflow.parentRunId" not in single.data.tags
+    for key in ("cost", "accuracy"):
+        assert cost_history(alone_uri, single.info.run_id, key) == cost_history(
+            sweep_uri, swept.info.run_id, key
+        )
 
 
-def test_a_failing_job_does_not_stop_the_others(tmp_path):
-    result = run_cli("-m", "optim.lr=-1,0.1", "epochs=5", cwd=tmp_path)
+def test_failing_and_diverging_jobs_are_isolated_and_reported(tmp_path):
+    result = run_cli("-m", "optim.lr=-1,1e38,0.1", "epochs=50", cwd=tmp_path)
     assert result.returncode == 1
-    assert "Config error: optim.lr must be > 0, got -1.0" in result.stderr
-    (run,) = runs_of(sqlite_uri(tmp_path / "mlruns"))
-    assert run.info.run_name == "epochs=5,optim.lr=0.1"
-    assert run.info.status == "FINISHED"
+    assert "Sweep had failures: 2 of 3 jobs did not finish (jobs 0, 1" in result.stderr
+    assert "Job 0 failed: Config error: optim.lr must be > 0, got -1.0" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    uri = sqlite_uri(tmp_path / "mlruns")
+    parent, runs = sweep_runs(uri)
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["jobs_failed"] == 2
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"epochs=50,optim.lr=1e+38", "epochs=50,optim.lr=0.1"}
+    diverged = by_name["epochs=50,optim.lr=1e+38"]
+    assert diverged.info.status == "FAILED"
+    assert diverged.data.tags["failure_reason"].startswith(
+        "Training diverged: cost is nan at epoch"
+    )
+    assert len(cost_history(uri, diverged.info.run_id)) <= 2  # stopped at once, kept what it had
+    assert by_name["epochs=50,optim.lr=0.1"].info.status == "FINISHED"
+    summary = MlflowClient(tracking_uri=uri).download_artifacts(parent.info.run_id, "summary.txt")
+    text = Path(summary).read_text()
+    assert "NO RUN" in text and "optim.lr must be > 0" in text and "Training diverged" in text
