@@ -38,12 +38,14 @@ class SweepTracking(Callback):
         experiment_id = prepare_store(uri, config.tracking.experiment)
         self.client = MlflowClient(tracking_uri=uri)
         launcher = config.hydra.launcher.get("_target_", "").rsplit(".", 1)[-1]
+        sweeper = config.hydra.sweeper.get("_target_", "").rsplit(".", 1)[-1]
         self.parent_id = sweep.start_parent(
             self.client,
             experiment_id,
             Path(config.hydra.sweep.dir),
             list(config.hydra.overrides.task),
             launcher,
+            sweeper,
         )
         atexit.register(self._close, RunStatus.KILLED)  # if the sweep never reaches its end
 
@@ -53,6 +55,9 @@ class SweepTracking(Callback):
         metric, mode = config.tracking.best_metric, config.tracking.best_mode
         best = sweep.best(results, metric, mode)
         sweep.log_summary(self.client, parent, results, best, metric)
+        optuna_results = Path(config.hydra.sweep.dir) / "optimization_results.yaml"
+        if optuna_results.exists():
+            self.client.log_artifact(self.parent_id, str(optuna_results))
         log.info("Sweep summary (parent run %s):\n%s", self.parent_id, sweep.table(results))
         if best is not None:
             log.info(

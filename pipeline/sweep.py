@@ -28,15 +28,24 @@ class JobResult:
 
 
 def start_parent(
-    client: MlflowClient, experiment_id: str, sweep_dir: Path, overrides: list[str], launcher: str
+    client: MlflowClient,
+    experiment_id: str,
+    sweep_dir: Path,
+    overrides: list[str],
+    launcher: str,
+    sweeper: str,
 ) -> str:
     """Create the sweep's run and leave its id in the sweep dir, where every job finds it."""
+    name = " ".join(["sweep", *overrides])
+    if sweeper != "BasicSweeper":
+        name += f" ({sweeper})"
     parent = client.create_run(
         experiment_id,
-        run_name="sweep " + " ".join(overrides),
+        run_name=name,
         tags={
-            "sweep.dir": str(sweep_dir),
+            "sweep.dir": str(sweep_dir.resolve()),
             "sweep.launcher": launcher,
+            "sweep.sweeper": sweeper,
             "hydra.overrides": " ".join(overrides),
         },
     )

@@ -31,6 +31,8 @@ from pipeline.config import PipelineError
 from pipeline.job import JobContext
 
 log = logging.getLogger(__name__)
+# With tqdm installed (optuna brings it), MLflow draws a progress bar per artifact download.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 STORE_DIR = "mlruns"
@@ -185,6 +187,8 @@ def tracked_run(
         job_tags["hydra.job_num"] = str(job.job_num)
     if job.parent_run_id is not None:
         job_tags["mlflow.parentRunId"] = job.parent_run_id  # nests the run under its sweep
+    while mlflow.active_run():  # a run an earlier job in this (reused) worker left open
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
     with interrupts.deferred():
         run = mlflow.start_run(
             experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
