@@ -43,7 +43,7 @@ class SweepTracking(Callback):
             self.client,
             experiment_id,
             Path(config.hydra.sweep.dir),
-            list(config.hydra.overrides.task),
+            _named_overrides(config),
             launcher,
             sweeper,
         )
@@ -77,3 +77,11 @@ class SweepTracking(Callback):
             return
         parent_id, self.parent_id = self.parent_id, None
         self.client.set_terminated(parent_id, RunStatus.to_string(status))
+
+
+def _named_overrides(config: DictConfig) -> list[str]:
+    """The sweep's overrides, less those that job run names leave out too (tracking.uri, ...)."""
+    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
+    return [
+        o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded
+    ]

@@ -1,0 +1,83 @@
+"""A real ``mlflow server`` on loopback: a sweep logs to it over HTTP; checked via its REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from servers import free_port, listening, live_members, stop_group, wait_healthy
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``mlflow server`` (sqlite backend, artifacts served) on a free port; stopped by group."""
+    port = free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+               "--artifacts-destination", str(store / "artifacts")]  # fmt: skip
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=store, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process, log)
+        yield base
+    finally:
+        stop_group(process)
+        assert not live_members(process.pid), "the server left processes behind"
+        assert not listening(port)
+
+
+def rest(base: str, path: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.mark.slow
+def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
+    result = run_cli("-m", "optim.lr=0.01,0.1", "epochs=30", f"tracking.uri={server}",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mlruns").exists()  # nothing went to a local store
+    experiments = rest(server, "experiments/search?max_results=10")["experiments"]
+    (experiment,) = [e for e in experiments if e["name"] == "softmax-regression"]
+    found = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})
+    runs = {r["info"]["run_name"]: r for r in found["runs"]}
+    assert set(runs) == {"sweep optim.lr=0.01,0.1 epochs=30", "epochs=30,optim.lr=0.01",
+                         "epochs=30,optim.lr=0.1"}  # fmt: skip
+    parent_id = runs["sweep optim.lr=0.01,0.1 epochs=30"]["info"]["run_id"]
+    for name in ("epochs=30,optim.lr=0.01", "epochs=30,optim.lr=0.1"):
+        run = runs[name]
+        assert run["info"]["status"] == "FINISHED"
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["mlflow.parentRunId"] == parent_id
+        history = rest(
+            server, f"metrics/get-history?run_id={run['info']['run_id']}&metric_key=cost"
+        )
+        assert sorted(m["step"] for m in history["metrics"]) == list(range(31))
+        assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:/")
+    address = f"view it at {server}/#/experiments/{experiment['experiment_id']}/runs/"
+    assert address in result.stdout
+
+
+def test_an_unreachable_server_fails_before_training(tmp_path):
+    port = free_port()  # nothing listens there
+    result = run_cli(f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"Tracking server http://127.0.0.1:{port} is unreachable" in result.stderr
+    assert "Epoch" not in result.stdout and not (tmp_path / "mlruns").exists()
