@@ -235,6 +235,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
 
 def validate(cfg: DictConfig) -> None:
     """Check values that the schema's types cannot; raise ConfigError on the first bad one."""
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(f"Config error: {key} is required. Fix: pass {key}=<value>")
     for key in unknown_keys(cfg):
         raise ConfigError(
             f"Config error: unknown key {key!r}. "

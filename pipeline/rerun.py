@@ -9,6 +9,7 @@ input.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -78,14 +79,14 @@ def launch(
     values = [f"{key}={hydra_value(value)}" for key, value in recorded.items()]
     overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     explicit = [o for o in choices + values if o.split("=", 1)[0] not in overridden]
-    tracking = [
-        f"tracking.uri={hydra_value(uri)}",
+    tracking = [  # the store comes through the environment: no password on a command line
         f"tracking.experiment={hydra_value(experiment)}",
         f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
         f"+tracking.tags.rerun_of={original.info.run_id}",
     ]
     command = [sys.executable, "-m", "pipeline.train", *explicit, *overrides, *tracking]
-    if subprocess.run(command).returncode != 0:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    if subprocess.run(command, env=env).returncode != 0:
         raise PipelineError(f"The rerun of {original.info.run_id} failed (see above).")
 
 

@@ -11,6 +11,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.job import PARENT_RUN_FILE
+from pipeline.redact import redact
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ def start_parent(
         name += f" ({sweeper})"
     parent = client.create_run(
         experiment_id,
-        run_name=name,
+        run_name=redact(name),
         tags={
             "sweep.dir": str(sweep_dir.resolve()),
             "sweep.launcher": launcher,
             "sweep.sweeper": sweeper,
-            "hydra.overrides": " ".join(overrides),
+            "hydra.overrides": redact(" ".join(overrides)),
         },
     )
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import re
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +26,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import interrupts
 from pipeline.config import PipelineError
 from pipeline.job import JobContext
+from pipeline.redact import redact, redact_value
 
 log = logging.getLogger(__name__)
 # With tqdm installed (optuna brings it), MLflow draws a progress bar per artifact download.
@@ -49,17 +52,34 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError, ValueError)
+
+
+def store_error(uri: str, err: BaseException) -> PipelineError:
+    """One line for a store that cannot be opened or written."""
+    while getattr(err, "orig", None) or err.__cause__ or err.__context__:  # the database's words
+        err = getattr(err, "orig", None) or err.__cause__ or err.__context__
+    return PipelineError(
+        f"Tracking store error at {redact(uri)}: {redact(first_line(err))}. "
+        "Fix: check tracking.uri or MLFLOW_TRACKING_URI (and that the store is writable)"
+    )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``?mode=ro`` and ``file:`` forms too)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0].removeprefix("file:")
+    return Path(database)
+
+
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the store and the experiment if needed (once, before any job); return its id."""
     check_reachable(uri)
     try:
         found = _get_or_create_experiment(uri, experiment)
-    except (MlflowException, OSError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise PipelineError(
-            f"Tracking store error at {uri}: {first_line}. "
-            "Fix: check tracking.uri or MLFLOW_TRACKING_URI"
-        ) from None
+    except STORE_ERRORS as err:
+        raise store_error(uri, err) from None
     if found.lifecycle_stage != "active":
         raise PipelineError(
             f"Experiment {experiment!r} is deleted. Fix: restore it with "
@@ -71,8 +91,8 @@ def prepare_store(uri: str, experiment: str) -> str:
 
 def _get_or_create_experiment(uri: str, name: str) -> Experiment:
     artifact_location = None
-    if uri.startswith("sqlite:///"):
-        db_path = Path(uri.removeprefix("sqlite:///"))
+    db_path = sqlite_path(uri)
+    if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
         artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
@@ -86,16 +106,22 @@ def _get_or_create_experiment(uri: str, name: str) -> Experiment:
 
 
 def check_reachable(uri: str) -> None:
+    """A tracking server must answer (any HTTP status) within 5 s."""
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    health = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+        urllib.request.urlopen(health, timeout=5)
     except urllib.error.HTTPError:
         pass  # the server answered: it is there
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise PipelineError(
-            f"Tracking server {uri} is unreachable ({reason}). "
+            f"Tracking server {redact(uri)} is unreachable ({reason}). "
             "Fix: start it, or point tracking.uri elsewhere"
         ) from None
 
@@ -103,9 +129,10 @@ def check_reachable(uri: str) -> None:
 def open_store(uri: str) -> MlflowClient:
     """A client for an existing store (to read runs); never creates one."""
     check_reachable(uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    db_path = sqlite_path(uri)
+    if db_path is not None and not db_path.is_file():
         raise PipelineError(
-            f"No tracking store at {uri}. Fix: run from the directory you trained in, "
+            f"No tracking store at {redact(uri)}. Fix: run from the directory you trained in, "
             "or pass tracking.uri=... (or set MLFLOW_TRACKING_URI)"
         )
     return MlflowClient(tracking_uri=uri)
@@ -116,7 +143,7 @@ def fetch_run(client: MlflowClient, run_id: str) -> Run:
         run = client.get_run(run_id)
     except MlflowException:
         raise PipelineError(
-            f"No run {run_id!r} in {client.tracking_uri}. "
+            f"No run {run_id!r} in {redact(client.tracking_uri)}. "
             "Fix: copy the run id from the MLflow UI, or point tracking.uri at its store"
         ) from None
     if run.info.lifecycle_stage == "deleted":
@@ -145,8 +172,8 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 
 def log_config(cfg: DictConfig) -> None:
     """Every resolved config value as a param, and the resolved config as ``config.yaml``."""
-    mlflow.log_params(flatten(cfg))
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow.log_params({key: redact_value(value) for key, value in flatten(cfg).items()})
+    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
 
 
 class MetricBuffer:
@@ -190,9 +217,14 @@ def tracked_run(
     while mlflow.active_run():  # a run an earlier job in this (reused) worker left open
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
     with interrupts.deferred():
-        run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags={**job_tags, **tags}
-        )
+        try:
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=redact(run_name),
+                tags={key: redact(str(value)) for key, value in {**job_tags, **tags}.items()},
+            )
+        except STORE_ERRORS as err:
+            raise store_error(mlflow.get_tracking_uri(), err) from None
         metrics = MetricBuffer(run.info.run_id, flush_every_s)
         status = RunStatus.FAILED
         try:
@@ -203,7 +235,7 @@ def tracked_run(
             status = RunStatus.KILLED
             raise
         except Exception as err:
-            mlflow.set_tag("failure_reason", first_line(err))
+            mlflow.set_tag("failure_reason", redact(first_line(err)))
             raise
         finally:
             try:
@@ -220,16 +252,16 @@ def first_line(err: BaseException) -> str:
 
 
 def _log_job_files(job: JobContext) -> None:
-    """The composed config (.hydra/) and the job's log file."""
+    """The composed config (.hydra/) and the job's log file, secrets masked."""
     if job.output_dir is None:
         return
-    hydra_dir = job.output_dir / ".hydra"
-    if hydra_dir.is_dir():
-        mlflow.log_artifacts(str(hydra_dir), "hydra")
+    files = {f"hydra/{path.name}": path for path in (job.output_dir / ".hydra").glob("*.yaml")}
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.flush()
-            mlflow.log_artifact(handler.baseFilename)
+            files[Path(handler.baseFilename).name] = Path(handler.baseFilename)
+    for name, path in sorted(files.items()):
+        mlflow.log_text(redact(path.read_text(errors="replace")), name)
 
 
 def log_model(

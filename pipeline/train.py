@@ -24,6 +24,7 @@ from pipeline.job import JobContext
 from pipeline.model import Standardize, build_model
 from pipeline.optim import build_optimizer
 from pipeline.provenance import provenance_tags
+from pipeline.redact import redact
 from pipeline.tracking import (
     first_line,
     log_config,
@@ -174,7 +175,7 @@ def train(cfg: DictConfig, job: JobContext | None = None) -> float:
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
         log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", run_name, summary)
+    log.info("Run %r finished: %s", redact(run_name), summary)
     address = run_address(uri, experiment_id, metrics.run_id)
     log.info("Run id %s; view it at %s", metrics.run_id, address)
     return final["objective"]

@@ -15,16 +15,10 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from pipeline.tracking import resolve_tracking_uri
+from pipeline.redact import redact
+from pipeline.tracking import resolve_tracking_uri, sqlite_path
 
 EXPERIMENT = "softmax-regression"  # tracking.experiment's default
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def experiment_id(db: Path, name: str) -> str | None:
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     uri = args.backend_store_uri or resolve_tracking_uri(None)
     if uri.startswith(("http://", "https://")):
-        print(f"Runs are tracked by the server at {uri}: open it there.")
+        print(f"Runs are tracked by the server at {redact(uri)}: open it there.")
         return 0
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
@@ -69,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     exp_id = experiment_id(db, args.experiment) if db is not None else None
-    print(f"MLflow UI for {uri}: open {ui_url(args.host, args.port, exp_id)}", flush=True)
+    print(f"MLflow UI for {redact(uri)}: open {ui_url(args.host, args.port, exp_id)}", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port), "--workers", "1"]
     sys.stderr.flush()

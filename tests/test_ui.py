@@ -1,5 +1,6 @@
 """``python -m pipeline.ui``: no store is an error; over a real sweep, headless Chromium sees the
-runs table, the compare view and the ``cost`` chart."""
+runs table (the sweep's parent run, its 4 job runs nested under it), the compare view and the
+``cost`` chart."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ import importlib.util
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, runs_of, sqlite_uri
+from conftest import run_cli, sqlite_uri, sweep_runs
+from servers import free_port, listening, live_members, stop_group, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_FLAGS = [
@@ -39,6 +38,7 @@ CLOSE_ASSISTANT = (
     "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
 )
 SWEEP = ("-m", "optim.lr=0.01,0.1", "seed=1,2", "epochs=50")
+PARENT_NAME = "sweep " + " ".join(SWEEP[1:])
 NAMES = sorted(f"epochs=50,optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
 TIMEOUT_MS = 30_000
 
@@ -54,59 +54,6 @@ def test_no_store_is_one_line_exit_2_and_nothing_created(tmp_path: Path, elsewhe
     assert line.startswith(f"No tracking store at {store / 'mlflow.db'}.")
     assert "python -m pipeline.train" in line
     assert list(tmp_path.iterdir()) == []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def live_members(pgid: int) -> list[int]:
-    """Processes of the group that are not zombies (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def stop_group(server: subprocess.Popen, grace_s: float = 10) -> None:
-    """SIGTERM the server's process group, SIGKILL what is left after ``grace_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if server.poll() is not None and not live_members(server.pid):
-                return
-            time.sleep(0.1)
-
-
-def wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the UI exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"no 200 from {base}/health in {timeout_s} s:\n{log.read_text()}")
 
 
 @pytest.fixture
@@ -148,10 +95,11 @@ def test_ui_shows_the_sweep(ui: tuple[str, str], tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
     base, printed_url = ui
-    runs = runs_of(sqlite_uri(tmp_path / "mlruns"))
+    parent, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
+    assert parent.info.run_name == PARENT_NAME
     assert sorted(r.info.run_name for r in runs) == NAMES
     ids = [r.info.run_id for r in runs]
-    (exp_id,) = {r.info.experiment_id for r in runs}
+    (exp_id,) = {r.info.experiment_id for r in [parent, *runs]}
     assert printed_url == f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
     shots = {
         name: tmp_path / f"ui-{name}.png" for name in ("runs", "compare", "compare-table", "cost")
@@ -164,11 +112,23 @@ def test_ui_shows_the_sweep(ui: tuple[str, str], tmp_path: Path):
             context.add_init_script(CLOSE_ASSISTANT)
             page = context.new_page()
 
-            # (a) the runs table (an ag-grid), at the URL the wrapper printed
+            # (a) the runs table (an ag-grid), at the URL the wrapper printed: the sweep is one
+            # row, its parent run, collapsed; the "+" button in its name cell shows the 4 jobs
+            # as rows nested (indented) under it.
             page.goto(printed_url)
+            rows = page.locator(".ag-center-cols-container [role=row]")
+            parent_link = page.get_by_role("link", name=PARENT_NAME, exact=True)
+            expect(parent_link).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text("5 matching runs", exact=True)).to_be_visible()
+            expect(rows).to_have_count(1)
+            for name in NAMES:
+                expect(page.get_by_text(name, exact=True)).to_have_count(0)
+            page.get_by_role("row").filter(has=parent_link).get_by_role("button").click()
             for name in NAMES:
                 expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
-            expect(page.locator(".ag-center-cols-container [role=row]")).to_have_count(4)
+            expect(rows).to_have_count(5)
+            names = page.locator(".ag-pinned-left-cols-container [role=row]")
+            expect(names.first).to_contain_text(PARENT_NAME)  # the jobs are listed below it
             page.screenshot(path=shots["runs"])
 
             # (b) the compare view: one column per run, in the order of `ids`
