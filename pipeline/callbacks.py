@@ -8,12 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from mlflow.entities import RunStatus
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
-
-from pipeline import sweep
-from pipeline.tracking import prepare_store, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +25,15 @@ class SweepTracking(Callback):
     failure: str | None = None  # why the last sweep in this process failed, for the exit status
 
     def __init__(self) -> None:
-        self.client: MlflowClient | None = None
+        self.client: Any = None  # an MlflowClient, once a sweep starts
         self.parent_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
+
+        from pipeline import sweep
+        from pipeline.tracking import prepare_store, resolve_tracking_uri
+
         uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = prepare_store(uri, config.tracking.experiment)
         self.client = MlflowClient(tracking_uri=uri)
@@ -47,9 +47,11 @@ class SweepTracking(Callback):
             launcher,
             sweeper,
         )
-        atexit.register(self._close, RunStatus.KILLED)  # if the sweep never reaches its end
+        atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline import sweep
+
         parent = self.client.get_run(self.parent_id)
         results = sweep.collect(self.client, parent, Path(config.hydra.sweep.dir))
         metric, mode = config.tracking.best_metric, config.tracking.best_mode
@@ -64,19 +66,19 @@ class SweepTracking(Callback):
                 "Best run by %s (%s): %s (%s)", metric, mode, best.run.info.run_name, best.run_id
             )
         failed = [r for r in results if r.status != "FINISHED"]
-        self._close(RunStatus.FAILED if failed else RunStatus.FINISHED)
+        self._close("FAILED" if failed else "FINISHED")
         if failed:  # Hydra ignores exceptions raised here: the entry point exits with status 1
             SweepTracking.failure = (
                 f"Sweep had failures: {len(failed)} of {len(results)} jobs did not finish "
                 f"(jobs {', '.join(str(r.num) for r in failed)}; see the summary above)"
             )
 
-    def _close(self, status: int) -> None:
+    def _close(self, status: str) -> None:
         """End the parent run once (the first call wins: normal end, or KILLED at exit)."""
         if self.parent_id is None:
             return
         parent_id, self.parent_id = self.parent_id, None
-        self.client.set_terminated(parent_id, RunStatus.to_string(status))
+        self.client.set_terminated(parent_id, status)
 
 
 def _named_overrides(config: DictConfig) -> list[str]:

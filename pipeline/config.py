@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, Dict, List
 
-import torch
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -21,6 +20,12 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 class PipelineError(CompactHydraException):
     """A user-facing error: Hydra prints its message as one line and exits with status 1."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class ConfigError(PipelineError):
@@ -264,11 +269,17 @@ def validate(cfg: DictConfig) -> None:
             "Config error: optim.nesterov=true needs momentum. "
             "Fix: e.g. optim.momentum=0.9, or optim.nesterov=false"
         )
-    if cfg.device == Device.cuda and not torch.cuda.is_available():
+    if cfg.device == Device.cuda and not _cuda_available():
         raise ConfigError(
             "Config error: device=cuda but no CUDA GPU is available. "
             "Fix: use device=auto or device=cpu"
         )
+
+
+def _cuda_available() -> bool:
+    import torch  # only when cuda is asked for: a config check needs no torch otherwise
+
+    return torch.cuda.is_available()
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:

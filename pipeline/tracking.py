@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline import interrupts
-from pipeline.config import PipelineError
+from pipeline.config import PipelineError, first_line
 from pipeline.job import JobContext
 from pipeline.redact import redact, redact_value
 
@@ -243,12 +243,6 @@ def tracked_run(
                 _log_job_files(job)
             finally:
                 mlflow.end_run(RunStatus.to_string(status))
-
-
-def first_line(err: BaseException) -> str:
-    """An exception as one line: its message's first line, or its type."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _log_job_files(job: JobContext) -> None:

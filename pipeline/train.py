@@ -1,4 +1,8 @@
-"""The training stage: ``python -m pipeline.train [overrides]`` (``-m`` for a sweep)."""
+"""The training stage: ``python -m pipeline.train [overrides]`` (``-m`` for a sweep).
+
+Only Hydra and the config schemas are imported up front, so a config mistake is reported in
+well under a second; torch and MLflow are loaded once the config is valid.
+"""
 
 from __future__ import annotations
 
@@ -6,188 +10,33 @@ import gc
 import logging
 import math
 import sys
-from collections.abc import Callable
 
 import hydra
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from pipeline import interrupts
 from pipeline.callbacks import SweepTracking
-from pipeline.config import Device, PipelineError, register_configs, validate
-from pipeline.console import Progress, run_address
-from pipeline.data import Dataset, Split, load_dataset, standardization
-from pipeline.determinism import seed_everything
-from pipeline.evaluate import evaluate, log_test_report
+from pipeline.config import PipelineError, first_line, register_configs, validate
 from pipeline.job import JobContext
-from pipeline.model import Standardize, build_model
-from pipeline.optim import build_optimizer
-from pipeline.provenance import provenance_tags
-from pipeline.redact import redact
-from pipeline.tracking import (
-    first_line,
-    log_config,
-    log_model,
-    prepare_store,
-    resolve_tracking_uri,
-    tracked_run,
-)
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
-class DivergedError(PipelineError):
-    """The cost became NaN or infinite."""
-
-
-def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on (x, y); returns the cost and logits from before the step."""
-    before = []
-
-    def closure() -> torch.Tensor:  # L-BFGS calls it several times, the others once
-        optimizer.zero_grad()
-        logits = model(x)
-        cost = F.cross_entropy(logits, y)
-        cost.backward()
-        before.append((cost.detach(), logits.detach()))
-        return cost
-
-    optimizer.step(closure)
-    return before[0]
-
-
-def train_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train: Split,
-    batch_size: int | None,
-    generator: torch.Generator,
-) -> tuple[float, float]:
-    """One pass over ``train`` (full batch, or shuffled mini-batches); mean cost and accuracy."""
-    n = len(train)
-    if batch_size is None or batch_size >= n:
-        batches = [slice(None)]
-    else:
-        batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
-    cost_sum = torch.zeros((), dtype=torch.float64, device=train.labels.device)
-    correct = torch.zeros((), dtype=torch.int64, device=train.labels.device)
-    for index in batches:
-        x, y = train.features[index], train.labels[index]
-        cost, logits = train_step(model, optimizer, x, y)
-        cost_sum += cost.double() * len(y)  # float64: exact for a single batch
-        correct += (logits.argmax(dim=1) == y).sum()
-    return (cost_sum / n).item(), (correct / n).item()
-
-
-def fit(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: Dataset,
-    cfg: DictConfig,
-    record: Callable[..., None],
-    progress: Progress,
-) -> None:
-    """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics.
-
-    ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
-    reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
-    """
-    generator = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(cfg.epochs + 1):
-        cost, accuracy = train_epoch(model, optimizer, data.train, cfg.batch_size, generator)
-        metrics = {"cost": cost, "accuracy": accuracy}
-        if data.val is not None:
-            metrics |= {f"val_{key}": value for key, value in evaluate(model, data.val).items()}
-        record(epoch, **metrics)
-        progress.update(epoch, cost)
-        interrupts.check()
-        if not math.isfinite(cost):
-            raise DivergedError(
-                f"Training diverged: cost is {cost} at epoch {epoch}. "
-                f"Fix: a smaller optim.lr (now {cfg.optim.lr})"
-            )
-        if epoch % cfg.log_every == 0 or epoch == cfg.epochs:
-            progress.clear()
-            log.info("Epoch %4d/%d Cost: %.6f", epoch, cfg.epochs, cost)
-
-
-def describe(cfg: DictConfig, data: Dataset) -> str:
-    """The run's description in the MLflow UI."""
-    sizes = "/".join(str(len(s)) for s in (data.train, data.val, data.test) if s is not None)
-    return (
-        f"{cfg.model.name} on {cfg.data.name} ({sizes} train/val/test samples, "
-        f"{data.n_features} features, {data.n_classes} classes); {cfg.optim.name} "
-        f"lr={cfg.optim.lr}, batch_size={cfg.batch_size}, {cfg.epochs} epochs, seed {cfg.seed}"
-    )
-
-
-def resolve_device(device: Device) -> torch.device:
-    if device == Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device.value)
-
-
-def train(cfg: DictConfig, job: JobContext | None = None) -> float:
-    """Validate, build, train and track one run.
-
-    Returns the objective a sweeper minimizes: the final validation cost when there is a
-    validation split, else the trained model's cost on the training split.
-    """
-    job = job or JobContext.current()
+def run_job(cfg: DictConfig, job: JobContext) -> float:
     validate(cfg)
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.data)
-    scaler = Standardize(*standardization(data.train)) if cfg.data.standardize else None
-    seed_everything(cfg.seed, cfg.threads)
-    model = build_model(cfg.model, data.n_features, data.n_classes)
-    optimizer = build_optimizer(cfg.optim, model.parameters())
-    uri = resolve_tracking_uri(cfg.tracking.uri)
-    experiment_id = prepare_store(uri, cfg.tracking.experiment)
+    from pipeline.training import train
 
-    run_name = cfg.tracking.run_name or job.run_name
-    tags = {
-        "mlflow.note.content": describe(cfg, data),
-        **provenance_tags(device, data.digest()),
-        **cfg.tracking.tags,
-    }
-    with tracked_run(experiment_id, run_name, job, cfg.tracking.flush_every_s, tags) as metrics:
-        log_config(cfg)
-        model.to(device)
-        inputs = (data.standardized(scaler) if scaler else data).to(device)
-        progress = Progress(cfg.epochs)
-        try:
-            fit(model, optimizer, inputs, cfg, metrics.log, progress)
-        finally:
-            progress.clear()
-        final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
-        if inputs.test is not None:
-            final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
-            log_test_report(model, inputs.test, data.class_names)
-        # What a sweeper minimizes: the validation cost, else the training cost.
-        final["objective"] = (
-            evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
-        )
-        metrics.log_summary(final)
-        deployable = torch.nn.Sequential(scaler, model) if scaler else model
-        log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
-    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", redact(run_name), summary)
-    address = run_address(uri, experiment_id, metrics.run_id)
-    log.info("Run id %s; view it at %s", metrics.run_id, address)
-    return final["objective"]
+    return train(cfg, job)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     job = JobContext.current()
     if job.job_num is None:
-        return train(cfg, job)
+        return run_job(cfg, job)
     try:  # in a sweep, a failed job is reported and the others go on
-        return train(cfg, job)
+        return run_job(cfg, job)
     except PipelineError as err:
         log.error("Job %d failed: %s", job.job_num, first_line(err))
     except Exception:

@@ -65,3 +65,14 @@ def wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout_s: floa
             pass
         time.sleep(0.25)
     pytest.fail(f"no 200 from {base}/health in {timeout_s} s:\n{log.read_text()}")
+
+
+def bound_addresses(port: int) -> set[str]:
+    """The IPv4 addresses listening on ``port`` (Linux /proc/net/tcp), e.g. {"127.0.0.1"}."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found

@@ -47,6 +47,8 @@ def test_defaults_are_the_reference_experiment(make_config):
             "run_name": None,
             "tags": {},
             "flush_every_s": 5.0,
+            "best_metric": "objective",
+            "best_mode": "min",
         },
     }
     validate(cfg)

@@ -30,8 +30,11 @@ def test_a_terminal_gets_a_live_progress_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.train", "epochs=8000", "log_every=4000"],
-        cwd=tmp_path, env=env, stdout=terminal, stderr=terminal,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=terminal,
+        stderr=terminal,
+    )
     os.close(terminal)
     output = b""
     while True:

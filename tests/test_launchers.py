@@ -43,8 +43,15 @@ def test_launcher_gives_four_nested_runs_equal_to_the_basic_launcher(tmp_path, b
 
 @pytest.mark.slow
 def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
-    result = run_cli("-m", "seed=1,2,3,4,5,6,7,8", "epochs=20", "tracking.experiment=parallel",
-                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "-m",
+        "seed=1,2,3,4,5,6,7,8",
+        "epochs=20",
+        "tracking.experiment=parallel",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri, "parallel")
@@ -59,8 +66,9 @@ def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_optuna_trials_nest_under_the_study_and_the_best_params_reach_it(tmp_path):
-    result = run_cli("-m", "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=4", "epochs=30",
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "-m", "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=4", "epochs=30", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri)

@@ -16,7 +16,7 @@ from pipeline.config import register_configs
 from pipeline.data import load_dataset, standardization
 from pipeline.job import JobContext
 from pipeline.model import Standardize
-from pipeline.train import train
+from pipeline.training import train
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +83,9 @@ def test_mini_batches_are_seeded_and_differ_from_full_batch(train_in_process):
 
 
 def test_mlp_and_adamw_train(train_in_process):
-    objective, run, _ = train_in_process("data=wine", "model=mlp", "model.hidden=[16,8]",
-                                         "optim=adamw", "epochs=100")  # fmt: skip
+    objective, run, _ = train_in_process(
+        "data=wine", "model=mlp", "model.hidden=[16,8]", "optim=adamw", "epochs=100"
+    )
     assert run.info.status == "FINISHED"
     assert objective == pytest.approx(run.data.metrics["final_cost"], abs=1.0)
     assert run.data.metrics["test_accuracy"] >= 0.85
@@ -96,8 +97,10 @@ def test_pyfunc_classifier_gives_probabilities_by_class_name(iris_run):
     _, uri, run = iris_run
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
-    raw = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]],
-                       columns=model.metadata.get_input_schema().input_names())  # fmt: skip
+    raw = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]],
+        columns=model.metadata.get_input_schema().input_names(),
+    )
     probabilities = model.predict(raw)
     assert probabilities.columns.tolist() == ["setosa", "versicolor", "virginica"]
     assert np.allclose(probabilities.sum(axis=1), 1.0)
@@ -109,8 +112,13 @@ def test_predict_cli_writes_labels_and_probabilities(iris_run, tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
     out = tmp_path / "out.csv"
-    result = run_cli(f"run_id={run.info.run_id}", f"input={rows}", f"output={out}", cwd=cwd,
-                     module="pipeline.predict")  # fmt: skip
+    result = run_cli(
+        f"run_id={run.info.run_id}",
+        f"input={rows}",
+        f"output={out}",
+        cwd=cwd,
+        module="pipeline.predict",
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert table.columns.tolist() == ["label", "prob_setosa", "prob_versicolor", "prob_virginica"]
@@ -130,8 +138,9 @@ def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
     assert result.returncode == 0, result.stderr
     (run,) = runs_of(sqlite_uri(tmp_path / "mlruns"))
     (tmp_path / "new.csv").write_text("size,noise\n0.8,0.1\n9.5,-0.3\n")
-    predicted = run_cli(f"run_id={run.info.run_id}", "input=new.csv", cwd=tmp_path,
-                        module="pipeline.predict")  # fmt: skip
+    predicted = run_cli(
+        f"run_id={run.info.run_id}", "input=new.csv", cwd=tmp_path, module="pipeline.predict"
+    )
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.splitlines()[0] == "label,prob_large,prob_small"
     assert [line.split(",")[0] for line in predicted.stdout.splitlines()[1:]] == ["small", "large"]
@@ -153,8 +162,12 @@ def test_a_bad_training_file_fails_before_any_run(tmp_path, content, message):
 def test_predict_rejects_a_feature_count_mismatch(iris_run, tmp_path):
     cwd, _, run = iris_run
     (tmp_path / "two.csv").write_text("a,b\n1,2\n")
-    result = run_cli(f"run_id={run.info.run_id}", f"input={tmp_path / 'two.csv'}", cwd=cwd,
-                     module="pipeline.predict")  # fmt: skip
+    result = run_cli(
+        f"run_id={run.info.run_id}",
+        f"input={tmp_path / 'two.csv'}",
+        cwd=cwd,
+        module="pipeline.predict",
+    )
     assert result.returncode == 2
     assert "has 2 columns, the model expects 4 features" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

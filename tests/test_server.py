@@ -28,8 +28,14 @@ def server(tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = tmp_path / "server.log"
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=store, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=store,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, process, log)
@@ -42,24 +48,27 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 def rest(base: str, path: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=data,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
 
 @pytest.mark.slow
 def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
-    result = run_cli("-m", "optim.lr=0.01,0.1", "epochs=30", f"tracking.uri={server}",
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli("-m", "optim.lr=0.01,0.1", "epochs=30", f"tracking.uri={server}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "mlruns").exists()  # nothing went to a local store
     experiments = rest(server, "experiments/search?max_results=10")["experiments"]
     (experiment,) = [e for e in experiments if e["name"] == "softmax-regression"]
     found = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})
     runs = {r["info"]["run_name"]: r for r in found["runs"]}
-    assert set(runs) == {"sweep optim.lr=0.01,0.1 epochs=30", "epochs=30,optim.lr=0.01",
-                         "epochs=30,optim.lr=0.1"}  # fmt: skip
+    assert set(runs) == {
+        "sweep optim.lr=0.01,0.1 epochs=30",
+        "epochs=30,optim.lr=0.01",
+        "epochs=30,optim.lr=0.1",
+    }
     parent_id = runs["sweep optim.lr=0.01,0.1 epochs=30"]["info"]["run_id"]
     for name in ("epochs=30,optim.lr=0.01", "epochs=30,optim.lr=0.1"):
         run = runs[name]
