@@ -19,8 +19,10 @@ class Progress:
         self.shown = False
 
     def update(self, epoch: int, cost: float) -> None:
+        if not self.enabled:
+            return
         now = time.monotonic()
-        if not self.enabled or now - self.last < self.every_s:
+        if now - self.last < self.every_s:
             return
         self.last = now
         rate = epoch / max(now - self.start, 1e-9)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import tempfile
 import time
 import urllib.error
@@ -52,7 +53,7 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError, ValueError)
+STORE_ERRORS = (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError)
 
 
 def store_error(uri: str, err: BaseException) -> PipelineError:
@@ -94,6 +95,8 @@ def _get_or_create_experiment(uri: str, name: str) -> Experiment:
     db_path = sqlite_path(uri)
     if db_path is not None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
+        # Fail now, not after MLflow's connection retries (a minute and more).
+        sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=rwc", uri=True).close()
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
         artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
     mlflow.set_tracking_uri(uri)
@@ -183,25 +186,30 @@ class MetricBuffer:
         self.client = MlflowClient()
         self.run_id = run_id
         self.flush_every_s = flush_every_s
-        self.pending: list[Metric] = []
-        self.last_flush = time.monotonic()
+        self.pending: list[tuple[int, int, dict[str, float]]] = []  # (step, time in ms, values)
+        self.next_flush = time.monotonic() + flush_every_s
 
     def log(self, step: int, **values: float) -> None:
-        timestamp = int(time.time() * 1000)
-        self.pending.extend(Metric(key, value, timestamp, step) for key, value in values.items())
-        if time.monotonic() - self.last_flush >= self.flush_every_s:
+        """Called every epoch: keep it cheap (MLflow's Metric objects are made at flush time)."""
+        now = time.time()
+        self.pending.append((step, int(now * 1000), values))
+        if time.monotonic() >= self.next_flush:
             self.flush()
 
     def log_summary(self, values: dict[str, float]) -> None:
         """Metrics of the trained model (``final_cost``, ``test_accuracy``, ...), at step 0."""
-        timestamp = int(time.time() * 1000)
-        self.pending.extend(Metric(key, value, timestamp, 0) for key, value in values.items())
+        self.pending.append((0, int(time.time() * 1000), values))
 
     def flush(self) -> None:
         if self.pending:
-            self.client.log_batch(self.run_id, metrics=self.pending)
+            metrics = [
+                Metric(key, value, timestamp, step)
+                for step, timestamp, values in self.pending
+                for key, value in values.items()
+            ]
+            self.client.log_batch(self.run_id, metrics=metrics)
             self.pending = []
-        self.last_flush = time.monotonic()
+        self.next_flush = time.monotonic() + self.flush_every_s
 
 
 @contextmanager

@@ -63,16 +63,16 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One pass over ``train`` (full batch, or shuffled mini-batches); mean cost and accuracy."""
     n = len(train)
-    if batch_size is None or batch_size >= n:
-        batches = [slice(None)]
-    else:
-        batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
+    if batch_size is None or batch_size >= n:  # full batch: the reference's step, nothing more
+        cost, logits = train_step(model, optimizer, train.features, train.labels)
+        return cost.item(), (logits.argmax(dim=1) == train.labels).sum().item() / n
+    batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
     cost_sum = torch.zeros((), dtype=torch.float64, device=train.labels.device)
     correct = torch.zeros((), dtype=torch.int64, device=train.labels.device)
     for index in batches:
         x, y = train.features[index], train.labels[index]
         cost, logits = train_step(model, optimizer, x, y)
-        cost_sum += cost.double() * len(y)  # float64: exact for a single batch
+        cost_sum += cost.double() * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
     return (cost_sum / n).item(), (correct / n).item()
 

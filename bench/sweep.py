@@ -1,0 +1,46 @@
+"""A 2 lr x 3 seeds sweep against one default run, both as whole processes.
+
+    python bench/sweep.py [--rounds 5]
+
+``python -m pipeline.train -m optim.lr=0.01,0.1 seed=1,2,3`` (6 tracked runs, a parent run and
+its summary) vs ``python -m pipeline.train``, interleaved, in a fresh temp dir whose store a
+warm-up run created. Prints min/median/max seconds and the median ratio sweep/single.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+
+from overhead import timed
+
+SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "optim.lr=0.01,0.1", "seed=1,2,3"]
+SINGLE = [sys.executable, "-m", "pipeline.train"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as cwd:
+        timed(SINGLE, cwd)  # warm-up: creates the store
+        single, sweep = [], []
+        for _ in range(args.rounds):
+            single.append(timed(SINGLE, cwd))
+            sweep.append(timed(SWEEP, cwd))
+    ratios = [s / o for s, o in zip(sweep, single, strict=True)]
+    for name, values in (("one default run", single), ("2 lr x 3 seeds sweep", sweep)):
+        print(
+            f"{name:24s} min {min(values):6.2f}s  median {statistics.median(values):6.2f}s  "
+            f"max {max(values):6.2f}s"
+        )
+    print(
+        f"ratio sweep/single       min {min(ratios):6.2f}x  median "
+        f"{statistics.median(ratios):6.2f}x  max {max(ratios):6.2f}x   (target <= 2x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
