@@ -76,3 +76,19 @@ def bound_addresses(port: int) -> set[str]:
         if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
             found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
     return found
+
+
+def start_server(command: list[str], cwd: Path, log: Path, port: int) -> subprocess.Popen:
+    """Start ``command`` in a session of its own (output to ``log``); wait for its /health."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process, log)
+    except BaseException:
+        stop_group(process)
+        raise
+    return process

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs
-from servers import bound_addresses, free_port, stop_group, wait_healthy
+from servers import bound_addresses, free_port, start_server, stop_group
 
 CSV_FILES = {
     "empty.csv": "",
@@ -182,19 +182,10 @@ def test_the_ui_reads_while_a_parallel_sweep_writes(tmp_path):
     assert first.returncode == 0, first.stderr
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.ui", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    ui_command = [sys.executable, "-m", "pipeline.ui", "--port", str(port)]
+    ui = start_server(ui_command, tmp_path, tmp_path / "ui.log", port)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, ui, log)
         assert bound_addresses(port) == {"127.0.0.1"}  # not exposed beyond this machine
         sweep = subprocess.Popen(
             [
@@ -230,7 +221,7 @@ def test_the_ui_reads_while_a_parallel_sweep_writes(tmp_path):
         stop_group(ui)
     assert sweep.returncode == 0, stderr
     assert reads >= 3
-    for text in (stdout, stderr, log.read_text()):
+    for text in (stdout, stderr, (tmp_path / "ui.log").read_text()):
         assert "database is locked" not in text and "Traceback" not in text
     parent, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
     assert sorted(r.data.params["seed"] for r in runs) == ["1", "2", "3", "4"]

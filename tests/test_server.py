@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from servers import free_port, listening, live_members, stop_group, wait_healthy
+from servers import free_port, listening, live_members, start_server, stop_group
 
 
 @pytest.fixture
@@ -25,20 +23,9 @@ def server(tmp_path: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
                "--artifacts-destination", str(store / "artifacts")]  # fmt: skip
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = tmp_path / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=store,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_server(command, store, tmp_path / "server.log", port)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, process, log)
         yield base
     finally:
         stop_group(process)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, sqlite_uri, sweep_runs
-from servers import free_port, listening, live_members, stop_group, wait_healthy
+from servers import free_port, listening, live_members, start_server, stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_FLAGS = [
@@ -62,21 +60,12 @@ def ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
     swept = run_cli(*SWEEP, cwd=tmp_path)
     assert swept.returncode == 0, swept.stderr
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.ui", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = start_server(
+        [sys.executable, "-m", "pipeline.ui", "--port", str(port)], tmp_path, log, port
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, server, log)
         printed = re.search(r"open (\S+)", log.read_text())
         assert printed, log.read_text()
         yield base, printed.group(1)

@@ -24,18 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-# The tutorial's toy set, as in pipeline/data.py.
-TOY_FEATURES = [
-    [1, 2, 1, 1],
-    [2, 1, 3, 2],
-    [3, 1, 3, 4],
-    [4, 1, 5, 5],
-    [1, 7, 5, 5],
-    [1, 2, 5, 6],
-    [1, 6, 6, 6],
-    [1, 7, 7, 7],
-]
-TOY_LABELS = [2, 2, 2, 1, 1, 1, 0, 0]
+from pipeline.data import TOY_FEATURES, TOY_LABELS  # the same toy set
 
 
 class SoftmaxRegression(L.LightningModule):
