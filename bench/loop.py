@@ -11,13 +11,13 @@ timed separately. Interleaved; prints min/median/max and the median ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import summary
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -60,11 +60,6 @@ def tracked_loop(data: Dataset, epochs: int, client: MlflowClient, experiment_id
     return looped - start, flushed - looped
 
 
-def summary(name: str, values: list[float], unit: str = "s") -> str:
-    low, mid, high = min(values), statistics.median(values), max(values)
-    return f"{name:34s} min {low:7.3f}{unit}  median {mid:7.3f}{unit}  max {high:7.3f}{unit}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -95,7 +90,7 @@ def main() -> None:
     print(summary("final flush (log_batch, 2 metrics)", flush))
     ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
     with_flush = [(t + f) / p for t, f, p in zip(tracked, flush, plain, strict=True)]
-    print(summary("ratio tracked/plain", ratios, "x") + "   (target <= 1.1x)")
+    print(summary("ratio tracked/plain", ratios, "x", "(target <= 1.1x)"))
     print(summary("ratio (tracked + flush)/plain", with_flush, "x"))
 
 

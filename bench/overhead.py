@@ -10,22 +10,13 @@ seconds of each and the median ratio tracked/plain.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from common import summary, timed
+
 PLAIN = Path(__file__).with_name("plain_reference.py")
-
-
-def timed(command: list[str], cwd: str) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -42,15 +33,9 @@ def main() -> None:
             plain.append(timed(plain_cmd, cwd))
             tracked.append(timed(tracked_cmd, cwd))
     ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
-    for name, values in (("plain reference script", plain), ("tracked default run", tracked)):
-        print(
-            f"{name:24s} min {min(values):6.2f}s  median {statistics.median(values):6.2f}s  "
-            f"max {max(values):6.2f}s"
-        )
-    print(
-        f"ratio tracked/plain      min {min(ratios):6.2f}x  median "
-        f"{statistics.median(ratios):6.2f}x  max {max(ratios):6.2f}x   (target <= 1.3x)"
-    )
+    print(summary("plain reference script", plain))
+    print(summary("tracked default run", tracked))
+    print(summary("ratio tracked/plain", ratios, "x", "(target <= 1.3x)"))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ warm-up run created. Prints min/median/max seconds and the median ratio sweep/si
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 
-from overhead import timed
+from common import summary, timed
 
 SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "optim.lr=0.01,0.1", "seed=1,2,3"]
 SINGLE = [sys.executable, "-m", "pipeline.train"]
@@ -31,15 +30,9 @@ def main() -> None:
             single.append(timed(SINGLE, cwd))
             sweep.append(timed(SWEEP, cwd))
     ratios = [s / o for s, o in zip(sweep, single, strict=True)]
-    for name, values in (("one default run", single), ("2 lr x 3 seeds sweep", sweep)):
-        print(
-            f"{name:24s} min {min(values):6.2f}s  median {statistics.median(values):6.2f}s  "
-            f"max {max(values):6.2f}s"
-        )
-    print(
-        f"ratio sweep/single       min {min(ratios):6.2f}x  median "
-        f"{statistics.median(ratios):6.2f}x  max {max(ratios):6.2f}x   (target <= 2x)"
-    )
+    print(summary("one default run", single))
+    print(summary("2 lr x 3 seeds sweep", sweep))
+    print(summary("ratio sweep/single", ratios, "x", "(target <= 2x)"))
 
 
 if __name__ == "__main__":

@@ -15,28 +15,16 @@ Needs the ``bench`` extra: ``pip install -e ".[bench]"``.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import summary, timed
 
 APP = Path(__file__).with_name("lightning_peer") / "app.py"
 SWEEP = ["optim.lr=0.01,0.1", "seed=1,2,3"]
 EPOCHS = 1000
 TOLERANCE = 1e-5
-
-
-def timed(command: list[str], cwd: str) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return elapsed
 
 
 def final_costs(uri: str, lr_key: str) -> dict[tuple[float, int], list[float]]:
@@ -79,15 +67,9 @@ def main() -> None:
         mine = final_costs(f"sqlite:///{cwd}/mlruns/mlflow.db", "optim.lr")
         theirs = final_costs(f"sqlite:///{cwd}/mlruns-lightning/mlflow.db", "lr")
     ratios = [t / o for t, o in zip(lightning, ours, strict=True)]
-    for name, values in (("our sweep (6 runs)", ours), ("lightning sweep (6 runs)", lightning)):
-        print(
-            f"{name:26s} min {min(values):6.2f}s  median {statistics.median(values):6.2f}s  "
-            f"max {max(values):6.2f}s"
-        )
-    print(
-        f"ratio lightning/ours       min {min(ratios):6.2f}x  median "
-        f"{statistics.median(ratios):6.2f}x  max {max(ratios):6.2f}x   (target >= 2x)"
-    )
+    print(summary("our sweep (6 runs)", ours))
+    print(summary("lightning sweep (6 runs)", lightning))
+    print(summary("ratio lightning/ours", ratios, "x", "(target >= 2x)"))
     rounds = "  ".join(f"{o:.1f}/{t:.1f}" for o, t in zip(ours, lightning, strict=True))
     print(f"each round, ours/lightning s: {rounds}")
     expected = {(lr, seed) for lr in (0.01, 0.1) for seed in (1, 2, 3)}

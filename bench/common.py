@@ -1,0 +1,29 @@
+"""What the benchmarks share: timing a whole process, and a min/median/max line."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def timed(command: list[str], cwd: str) -> float:
+    """Wall seconds of ``command`` run in ``cwd`` (with the default store); exit if it fails."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def summary(name: str, values: list[float], unit: str = "s", note: str = "") -> str:
+    """``name  min ..  median ..  max ..`` (and a note, e.g. the target)."""
+    line = (
+        f"{name:34s} min {min(values):7.3f}{unit}  median {statistics.median(values):7.3f}{unit}"
+        f"  max {max(values):7.3f}{unit}"
+    )
+    return f"{line}   {note}" if note else line
