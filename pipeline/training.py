@@ -67,14 +67,15 @@ def train_epoch(
         cost, logits = train_step(model, optimizer, train.features, train.labels)
         return cost.item(), (logits.argmax(dim=1) == train.labels).sum().item() / n
     batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
-    cost_sum = torch.zeros((), dtype=torch.float64, device=train.labels.device)
-    correct = torch.zeros((), dtype=torch.int64, device=train.labels.device)
+    costs, correct = [], []
     for index in batches:
         x, y = train.features[index], train.labels[index]
         cost, logits = train_step(model, optimizer, x, y)
-        cost_sum += cost.double() * len(y)
-        correct += (logits.argmax(dim=1) == y).sum()
-    return (cost_sum / n).item(), (correct / n).item()
+        costs.append(cost)
+        correct.append((logits.argmax(dim=1) == y).sum())
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=train.labels.device)
+    mean_cost = torch.stack(costs).double() @ sizes / n  # summed once per epoch, not per batch
+    return mean_cost.item(), torch.stack(correct).sum().item() / n
 
 
 def fit(
