@@ -167,8 +167,3 @@ def _log_cost_curves(client: MlflowClient, parent_id: str, results: list[JobResu
     axes.legend(fontsize="small")
     client.log_figure(parent_id, figure, "cost_curves.png")
     plt.close(figure)
-
-
-def parent_of(sweep_dir: Path) -> str | None:
-    path = sweep_dir / PARENT_RUN_FILE
-    return path.read_text().strip() if path.exists() else None
