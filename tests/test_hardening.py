@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs
+from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, sweep_runs
 from servers import bound_addresses, free_port, start_server, stop_group
 
 CSV_FILES = {
@@ -150,16 +150,7 @@ def test_secrets_never_reach_the_store(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_during_a_sweep_kills_the_run_and_closes_the_parent(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "-m", "seed=1,2", "epochs=100000000"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("-m", "seed=1,2", "epochs=100000000", cwd=tmp_path)
     try:
         for line in process.stdout:  # wait until the first job trains
             if line.startswith("Epoch    0/"):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import mlflow
 import pytest
 
-from conftest import cost_history, runs_of, sqlite_uri
+from conftest import cost_history, runs_of, sqlite_uri, start_cli
 from pipeline.job import JobContext
 from pipeline.tracking import prepare_store, tracked_run
 
@@ -44,16 +41,7 @@ def test_keyboard_interrupt_marks_the_run_killed(store):
 def test_a_signal_during_training_kills_the_run_after_live_flushes(tmp_path, signum):
     """A long run shows progress in the store while it trains, and ends KILLED on a signal."""
     uri = sqlite_uri(tmp_path / "mlruns")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "epochs=100000000", "tracking.flush_every_s=0.5"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("epochs=100000000", "tracking.flush_every_s=0.5", cwd=tmp_path)
     try:
         assert process.stdout.readline().startswith("Epoch    0/"), "training did not start"
         live = []
