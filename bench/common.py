@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -27,3 +28,18 @@ def summary(name: str, values: list[float], unit: str = "s", note: str = "") -> 
         f"  max {max(values):7.3f}{unit}"
     )
     return f"{line}   {note}" if note else line
+
+
+def interleaved(baseline: list[str], measured: list[str], rounds: int) -> tuple[list, list]:
+    """Seconds of each command per round, alternating, in one fresh temp dir.
+
+    A warm-up of both first (a tracked command creates the store; the file cache warms up).
+    """
+    with tempfile.TemporaryDirectory() as cwd:
+        timed(measured, cwd)
+        timed(baseline, cwd)
+        first, second = [], []
+        for _ in range(rounds):
+            first.append(timed(baseline, cwd))
+            second.append(timed(measured, cwd))
+    return first, second

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-from common import summary, timed
+from common import interleaved, summary
 
 PLAIN = Path(__file__).with_name("plain_reference.py")
 
@@ -25,13 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     plain_cmd = [sys.executable, str(PLAIN)]
     tracked_cmd = [sys.executable, "-m", "pipeline.train"]
-    with tempfile.TemporaryDirectory() as cwd:
-        timed(tracked_cmd, cwd)  # warm-up: creates the store, warms the file cache
-        timed(plain_cmd, cwd)
-        plain, tracked = [], []
-        for _ in range(args.rounds):
-            plain.append(timed(plain_cmd, cwd))
-            tracked.append(timed(tracked_cmd, cwd))
+    plain, tracked = interleaved(plain_cmd, tracked_cmd, args.rounds)
     ratios = [t / p for t, p in zip(tracked, plain, strict=True)]
     print(summary("plain reference script", plain))
     print(summary("tracked default run", tracked))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 
-from common import summary, timed
+from common import interleaved, summary
 
 SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "optim.lr=0.01,0.1", "seed=1,2,3"]
 SINGLE = [sys.executable, "-m", "pipeline.train"]
@@ -23,12 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as cwd:
-        timed(SINGLE, cwd)  # warm-up: creates the store
-        single, sweep = [], []
-        for _ in range(args.rounds):
-            single.append(timed(SINGLE, cwd))
-            sweep.append(timed(SWEEP, cwd))
+    single, sweep = interleaved(SINGLE, SWEEP, args.rounds)
     ratios = [s / o for s, o in zip(sweep, single, strict=True)]
     print(summary("one default run", single))
     print(summary("2 lr x 3 seeds sweep", sweep))
