@@ -189,10 +189,14 @@ class MetricBuffer:
         self.pending: list[tuple[int, int, dict[str, float]]] = []  # (step, time in ms, values)
         self.next_flush = time.monotonic() + flush_every_s
 
-    def log(self, step: int, **values: float) -> None:
-        """Called every epoch: keep it cheap (MLflow's Metric objects are made at flush time)."""
-        now = time.time()
-        self.pending.append((step, int(now * 1000), values))
+    def log(self, step: int, values: dict[str, float], timestamp_ms: int | None = None) -> None:
+        """Keep ``values`` of ``step`` (measured at ``timestamp_ms``, default now) to write later.
+
+        Called for every epoch, so it stays cheap: MLflow's Metric objects are made at flush time.
+        """
+        if timestamp_ms is None:
+            timestamp_ms = int(time.time() * 1000)
+        self.pending.append((step, timestamp_ms, values))
         if time.monotonic() >= self.next_flush:
             self.flush()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -40,9 +41,23 @@ def train_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on (x, y); returns the cost and logits from before the step."""
+    if isinstance(optimizer, torch.optim.LBFGS):  # it re-evaluates the model through a closure
+        return lbfgs_step(model, optimizer, x, y)
+    optimizer.zero_grad()
+    logits = model(x)
+    cost = F.cross_entropy(logits, y)
+    cost.backward()
+    optimizer.step()
+    return cost.detach(), logits.detach()
+
+
+def lbfgs_step(
+    model: torch.nn.Module, optimizer: torch.optim.LBFGS, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``train_step`` for L-BFGS, which calls the closure several times per step."""
     before = []
 
-    def closure() -> torch.Tensor:  # L-BFGS calls it several times, the others once
+    def closure() -> torch.Tensor:
         optimizer.zero_grad()
         logits = model(x)
         cost = F.cross_entropy(logits, y)
@@ -60,12 +75,15 @@ def train_epoch(
     train: Split,
     batch_size: int | None,
     generator: torch.Generator,
-) -> tuple[float, float]:
-    """One pass over ``train`` (full batch, or shuffled mini-batches); mean cost and accuracy."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over ``train`` (full batch, or shuffled mini-batches).
+
+    Returns the epoch's mean cost and what its accuracy is read from (see ``UnreadEpochs``):
+    the logits of a full-batch step, or the count of correct predictions over the mini-batches.
+    """
     n = len(train)
     if batch_size is None or batch_size >= n:  # full batch: the reference's step, nothing more
-        cost, logits = train_step(model, optimizer, train.features, train.labels)
-        return cost.item(), (logits.argmax(dim=1) == train.labels).sum().item() / n
+        return train_step(model, optimizer, train.features, train.labels)
     batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
     costs, correct = [], []
     for index in batches:
@@ -75,7 +93,54 @@ def train_epoch(
         correct.append((logits.argmax(dim=1) == y).sum())
     sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=train.labels.device)
     mean_cost = torch.stack(costs).double() @ sizes / n  # summed once per epoch, not per batch
-    return mean_cost.item(), torch.stack(correct).sum().item() / n
+    return mean_cost, torch.stack(correct).sum()
+
+
+class UnreadEpochs:
+    """Epochs whose cost and accuracy are still tensors, read together every so often.
+
+    Reading them every epoch (``.item()``, and argmax, compare and sum on the logits) made a
+    toy step 15% slower, and costs a GPU a sync per step; reading 100 epochs at once costs a few
+    ops. At most ``MAX_SAMPLES`` samples' worth of epochs are held, so large data is read each
+    epoch and a diverged cost is seen soon.
+    """
+
+    MAX_SAMPLES = 1 << 16
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.labels = labels
+        self.epochs: list[tuple[int, int, dict[str, float]]] = []  # epoch, time in ms, val_*
+        self.costs: list[torch.Tensor] = []
+        self.outcomes: list[torch.Tensor] = []  # full batch: logits; mini-batches: correct count
+
+    def add(
+        self, epoch: int, cost: torch.Tensor, outcome: torch.Tensor, val: dict[str, float]
+    ) -> None:
+        self.epochs.append((epoch, int(time.time() * 1000), val))
+        self.costs.append(cost)
+        self.outcomes.append(outcome)
+
+    @property
+    def full(self) -> bool:
+        return len(self.epochs) * len(self.labels) >= self.MAX_SAMPLES
+
+    def read(self) -> list[tuple[int, int, dict[str, float]]]:
+        """(epoch, time in ms, metrics) of each held epoch, which are then let go."""
+        if not self.epochs:
+            return []
+        costs = torch.stack(self.costs).tolist()
+        outcomes = torch.stack(self.outcomes)
+        if outcomes.dim() > 1:  # logits of full-batch steps
+            outcomes = (outcomes.argmax(dim=2) == self.labels).sum(dim=1)
+        n = len(self.labels)
+        rows = [
+            (epoch, ms, {"cost": cost, "accuracy": correct / n, **val})
+            for (epoch, ms, val), cost, correct in zip(
+                self.epochs, costs, outcomes.tolist(), strict=True
+            )
+        ]
+        self.epochs, self.costs, self.outcomes = [], [], []
+        return rows
 
 
 def fit(
@@ -83,33 +148,48 @@ def fit(
     optimizer: torch.optim.Optimizer,
     data: Dataset,
     cfg: DictConfig,
-    record: Callable[..., None],
+    record: Callable[[int, dict[str, float], int], None],
     progress: Progress,
 ) -> None:
-    """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics.
+    """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics and time.
 
     ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
     reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
     """
     generator = torch.Generator().manual_seed(cfg.seed)
     # Plain values: reading an OmegaConf node costs ~7 us, a tenth of a toy step's overhead.
-    epochs, batch_size, log_every = cfg.epochs, cfg.batch_size, cfg.log_every
-    for epoch in range(epochs + 1):
-        cost, accuracy = train_epoch(model, optimizer, data.train, batch_size, generator)
-        metrics = {"cost": cost, "accuracy": accuracy}
-        if data.val is not None:
-            metrics |= {f"val_{key}": value for key, value in evaluate(model, data.val).items()}
-        record(epoch, **metrics)
-        progress.update(epoch, cost)
-        interrupts.check()
-        if not math.isfinite(cost):
-            raise DivergedError(
-                f"Training diverged: cost is {cost} at epoch {epoch}. "
-                f"Fix: a smaller optim.lr (now {cfg.optim.lr})"
-            )
-        if epoch % log_every == 0 or epoch == epochs:
-            progress.clear()
-            log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost)
+    epochs, batch_size, log_every, lr = cfg.epochs, cfg.batch_size, cfg.log_every, cfg.optim.lr
+    unread = UnreadEpochs(data.train.labels)
+
+    def report() -> None:
+        """Record the held epochs and log every ``log_every``-th; stop at a non-finite cost."""
+        for epoch, ms, metrics in unread.read():
+            record(epoch, metrics, ms)
+            cost = metrics["cost"]
+            if not math.isfinite(cost):
+                raise DivergedError(
+                    f"Training diverged: cost is {cost} at epoch {epoch}. "
+                    f"Fix: a smaller optim.lr (now {lr})"
+                )
+            if epoch % log_every == 0 or epoch == epochs:
+                progress.clear()
+                log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost)
+
+    train, val = data.train, data.val
+    try:
+        for epoch in range(epochs + 1):
+            cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
+            val_metrics = {}
+            if val is not None:
+                val_metrics = {f"val_{key}": value for key, value in evaluate(model, val).items()}
+            unread.add(epoch, cost, outcome, val_metrics)
+            progress.update(epoch, cost)
+            interrupts.check()
+            if epoch % log_every == 0 or epoch == epochs or unread.full:
+                report()
+    except KeyboardInterrupt:
+        report()  # keep the epochs trained before it
+        raise
 
 
 def describe(cfg: DictConfig, data: Dataset) -> str:

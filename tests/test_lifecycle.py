@@ -19,8 +19,8 @@ def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
         pytest.raises(RuntimeError),
         tracked_run(experiment_id, "t", JobContext(), 60, {}) as metrics,
     ):
-        metrics.log(0, cost=1.5)
-        metrics.log(1, cost=1.25)
+        metrics.log(0, {"cost": 1.5})
+        metrics.log(1, {"cost": 1.25})
         raise RuntimeError("boom")
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "FAILED"
