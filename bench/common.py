@@ -30,16 +30,17 @@ def summary(name: str, values: list[float], unit: str = "s", note: str = "") -> 
     return f"{line}   {note}" if note else line
 
 
-def interleaved(baseline: list[str], measured: list[str], rounds: int) -> tuple[list, list]:
-    """Seconds of each command per round, alternating, in one fresh temp dir.
+def interleaved(commands: list[list[str]], rounds: int) -> list[list[float]]:
+    """Seconds of each command per round, in turn, in one fresh temp dir.
 
-    A warm-up of both first (a tracked command creates the store; the file cache warms up).
+    A warm-up of each first, the last one first (a tracked command creates the store; the file
+    cache warms up).
     """
     with tempfile.TemporaryDirectory() as cwd:
-        timed(measured, cwd)
-        timed(baseline, cwd)
-        first, second = [], []
+        for command in reversed(commands):
+            timed(command, cwd)
+        seconds: list[list[float]] = [[] for _ in commands]
         for _ in range(rounds):
-            first.append(timed(baseline, cwd))
-            second.append(timed(measured, cwd))
-    return first, second
+            for command, times in zip(commands, seconds, strict=True):
+                times.append(timed(command, cwd))
+    return seconds

@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    single, sweep = interleaved(SINGLE, SWEEP, args.rounds)
+    single, sweep = interleaved([SINGLE, SWEEP], args.rounds)
     ratios = [s / o for s, o in zip(sweep, single, strict=True)]
     print(summary("one default run", single))
     print(summary("2 lr x 3 seeds sweep", sweep))
