@@ -8,6 +8,8 @@ first, as it is for every run but a user's very first):
 - plain: the reference script;
 - floor: the same script after importing Hydra and MLflow and opening the sqlite store
   (``floor_reference.py``), the least any single-process Hydra + MLflow pipeline pays;
+- two-process floor: the same, with MLflow imported and the store opened by a second process
+  while the first trains (``floor_reference.py --two-process``);
 - tracked: ``python -m pipeline.train``.
 
 Prints min/median/max seconds of each and the median ratios to plain, so that the tracked
@@ -32,13 +34,16 @@ def main() -> None:
     commands = [
         [sys.executable, str(HERE / "plain_reference.py")],
         [sys.executable, str(HERE / "floor_reference.py")],
+        [sys.executable, str(HERE / "floor_reference.py"), "--two-process"],
         [sys.executable, "-m", "pipeline.train"],
     ]
-    plain, floor, tracked = interleaved(commands, args.rounds)
+    plain, floor, two_process, tracked = interleaved(commands, args.rounds)
     print(summary("plain reference script", plain))
     print(summary("floor (+ Hydra, MLflow, store)", floor))
+    print(summary("two-process floor", two_process))
     print(summary("tracked default run", tracked))
     print(summary("ratio floor/plain", ratio(floor, plain), "x"))
+    print(summary("ratio two-process floor/plain", ratio(two_process, plain), "x"))
     print(summary("ratio tracked/plain", ratio(tracked, plain), "x", "(target <= 1.3x)"))
     print(summary("tracked - floor", [t - f for t, f in zip(tracked, floor, strict=True)]))
 
