@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import SupportsFloat, TextIO
 
 CLEAR_LINE = "\r\x1b[2K"
 
@@ -18,7 +18,8 @@ class Progress:
         self.start = self.last = time.monotonic()
         self.shown = False
 
-    def update(self, epoch: int, cost: float) -> None:
+    def update(self, epoch: int, cost: SupportsFloat) -> None:
+        """Redraw the line at most every ``every_s``; ``cost`` (a tensor too) is read only then."""
         if not self.enabled:
             return
         now = time.monotonic()
@@ -27,7 +28,7 @@ class Progress:
         self.last = now
         rate = epoch / max(now - self.start, 1e-9)
         self.stream.write(
-            f"{CLEAR_LINE}epoch {epoch}/{self.epochs}  cost {cost:.6f}  {rate:,.0f} epochs/s"
+            f"{CLEAR_LINE}epoch {epoch}/{self.epochs}  cost {float(cost):.6f}  {rate:,.0f} epochs/s"
         )
         self.stream.flush()
         self.shown = True
