@@ -5,43 +5,33 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
+from conftest import ROOT
+from pipeline.config import register_configs
 from pipeline.console import Progress
-from pipeline.data import TOY_FEATURES, TOY_LABELS, Dataset, Split
+from pipeline.data import load_dataset
 from pipeline.training import UnreadEpochs, fit
 
-TOY = Dataset(
-    Split(torch.tensor(TOY_FEATURES, dtype=torch.float32), torch.tensor(TOY_LABELS)),
-    None,
-    None,
-    ["0", "1", "2"],
-    ["x0", "x1", "x2", "x3"],
-)
+
+def toy_config(*overrides: str):
+    """The default config (the reference experiment), composed by Hydra, with ``overrides``."""
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose("config", overrides=list(overrides))
+
+
+TOY = load_dataset(toy_config().data)
 
 
 def recorded_fit(batch_size: int | None, epochs: int = 300) -> list[tuple[int, dict]]:
-    torch.manual_seed(1)
+    cfg = toy_config(f"epochs={epochs}", f"batch_size={batch_size or 'null'}")
+    torch.manual_seed(cfg.seed)
     model = torch.nn.Linear(4, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    cfg = OmegaConf.create(
-        {
-            "seed": 1,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "log_every": 100,
-            "optim": {"lr": 0.1},
-        }
-    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
     rows = []
-    fit(
-        model,
-        optimizer,
-        TOY,
-        cfg,
-        lambda epoch, metrics, ms: rows.append((epoch, metrics)),
-        Progress(epochs),
-    )
+    record = lambda epoch, metrics, ms: rows.append((epoch, metrics))  # noqa: E731
+    fit(model, optimizer, TOY, cfg, record, Progress(epochs))
     return rows
 
 
