@@ -134,6 +134,7 @@ class UnreadEpochs:
         if not self.epochs:
             return []
         costs = torch.stack(self.costs).tolist()
+        # One held epoch (large data) is viewed, not copied: stacking its logits copies them.
         outcomes = torch.stack(self.outcomes) if len(self.outcomes) > 1 else self.outcomes[0][None]
         if outcomes.dim() > 1:  # logits of full-batch steps
             outcomes = (predictions(outcomes) == self.labels).sum(dim=1)
