@@ -3,7 +3,7 @@
     python bench/loop.py [--rounds 15] [--epochs 1000]
 
 Same data (the toy set), same model, optimizer, seed and epochs. "plain" is the reference
-script's loop; "tracked" is ``pipeline.training.fit`` recording cost and accuracy at every epoch
+script's loop; "tracked" is ``pipeline.core.loop.fit`` recording cost and accuracy at every epoch
 into the metric buffer of a real MLflow run (sqlite store in a temp dir), with the final flush
 timed separately. Interleaved; prints min/median/max and the median ratios.
 """
@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from common import summary
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
-from pipeline.console import Progress
-from pipeline.data import TOY_FEATURES, TOY_LABELS, Dataset, Split
-from pipeline.tracking import MetricBuffer, prepare_store
-from pipeline.training import fit
+from pipeline.core.data import TOY_FEATURES, TOY_LABELS, Dataset, Split
+from pipeline.core.loop import fit
+from pipeline.runtime.console import Progress
+from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.store import prepare_store
 
 
 def plain_loop(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
@@ -43,16 +43,23 @@ def plain_loop(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
 
 
 def tracked_loop(data: Dataset, epochs: int, client: MlflowClient, experiment_id: str):
-    cfg = OmegaConf.create(
-        {"seed": 1, "epochs": epochs, "batch_size": None, "log_every": 100, "optim": {"lr": 0.1}}
-    )
     torch.manual_seed(1)
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run = client.create_run(experiment_id)
-    metrics = MetricBuffer(run.info.run_id, flush_every_s=5)
+    metrics = MetricBuffer(client, run.info.run_id, flush_every_s=5)
     start = time.perf_counter()
-    fit(model, optimizer, data, cfg, metrics.log, Progress(epochs))
+    fit(
+        model,
+        optimizer,
+        data,
+        epochs=epochs,
+        batch_size=None,
+        log_every=100,
+        generator=torch.Generator().manual_seed(1),
+        record=metrics.log,
+        progress=Progress(epochs),
+    )
     looped = time.perf_counter()
     metrics.flush()
     flushed = time.perf_counter()

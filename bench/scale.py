@@ -4,7 +4,7 @@
 
 ``data=synthetic`` (1,000,000 x 64, 10 classes, no held-out split), softmax regression, SGD.
 For full batch and for ``batch_size=1024`` (shuffled mini-batches by indexing): epochs per
-second of ``pipeline.training.fit`` (metrics buffered into a real MLflow run) and of a plain
+second of ``pipeline.core.loop.fit`` (metrics buffered into a real MLflow run) and of a plain
 loop doing the same steps, interleaved; and the peak memory (RSS; on CUDA, allocated memory).
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
-from pipeline.console import Progress
-from pipeline.data import load_dataset
-from pipeline.tracking import MetricBuffer, prepare_store
-from pipeline.training import fit
+from pipeline.core.data import synthetic
+from pipeline.core.loop import fit
+from pipeline.runtime.console import Progress
+from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.store import prepare_store
 
 
 def plain_epochs(x, y, classes, batch_size, epochs, device) -> float:
@@ -50,22 +50,23 @@ def plain_epochs(x, y, classes, batch_size, epochs, device) -> float:
 
 
 def tracked_epochs(data, classes, batch_size, epochs, device, client, experiment_id) -> float:
-    cfg = OmegaConf.create(
-        {
-            "seed": 1,
-            "epochs": epochs - 1,
-            "batch_size": batch_size,
-            "log_every": 10**9,
-            "optim": {"lr": 0.1},
-        }
-    )
     torch.manual_seed(1)
     model = torch.nn.Linear(data.n_features, classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run = client.create_run(experiment_id)
-    metrics = MetricBuffer(run.info.run_id, flush_every_s=5)
+    metrics = MetricBuffer(client, run.info.run_id, flush_every_s=5)
     start = time.perf_counter()
-    fit(model, optimizer, data, cfg, metrics.log, Progress(epochs))
+    fit(
+        model,
+        optimizer,
+        data,
+        epochs=epochs - 1,
+        batch_size=batch_size,
+        log_every=10**9,
+        generator=torch.Generator().manual_seed(1),
+        record=metrics.log,
+        progress=Progress(epochs),
+    )
     metrics.flush()
     seconds = time.perf_counter() - start
     client.set_terminated(run.info.run_id)
@@ -83,20 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = OmegaConf.create(
-        {
-            "name": "synthetic",
-            "n_samples": args.samples,
-            "n_features": args.features,
-            "n_classes": args.classes,
-            "separation": 1.0,
-            "seed": 0,
-            "val_fraction": 0.0,
-            "test_fraction": 0.0,
-            "split_seed": 0,
-        }
-    )
-    data = load_dataset(cfg).to(device)
+    data = synthetic(
+        n_samples=args.samples, n_features=args.features, n_classes=args.classes, separation=1.0,
+        seed=0,
+    ).to(device)  # fmt: skip
     x, y = data.train.features, data.train.labels
     print(
         f"data: {args.samples:,} x {args.features}, {args.classes} classes, on {device}, "

@@ -1,74 +1,77 @@
-"""Predict with a logged model: ``python -m pipeline.predict run_id=ID input=FILE [output=FILE]``.
+"""Predict with a logged model: ``python -m pipeline.predict MODEL INPUT [--output FILE]``.
 
-Loads the run's ``classifier`` model (its standardization included) from MLflow and writes one
-row per input row: the predicted label (the original class name) and each class's probability,
-as CSV to ``output`` or to stdout. Optional: ``delimiter=,``, ``header=true``, ``tracking.uri=``.
+MODEL is a run id or an MLflow model URI (``runs:/ID/classifier``, ``models:/NAME@ALIAS``).
+Writes one row per input row: the predicted label (the original class name) and each class's
+probability, as CSV to ``--output`` or to stdout. Input columns are matched by the model's
+feature names, or by position when the count matches.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
-from pipeline.config import PipelineError
-from pipeline.csvfile import read_feature_csv
-from pipeline.tracking import fetch_run, open_store, resolve_tracking_uri
+from pipeline import cli
+from pipeline.errors import first_line
 
-REQUIRED = {"run_id", "input"}
-OPTIONAL = {"output": None, "delimiter": ",", "header": "true", "tracking.uri": None}
+EXAMPLE = "python -m pipeline.predict 2b18c0ffee8156 new.csv --output predictions.csv"
 
 
-def parse_args(argv: list[str]) -> dict[str, str | None]:
-    """``key=value`` arguments, checked against the known keys."""
-    args: dict[str, str | None] = dict(OPTIONAL)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in REQUIRED | OPTIONAL.keys():
-            raise PipelineError(
-                f"Unknown argument {arg!r}. Fix: use key=value with keys "
-                f"{', '.join(sorted(REQUIRED | OPTIONAL.keys()))}"
-            )
-        args[key] = value
-    missing = REQUIRED - args.keys()
-    if missing:
-        raise PipelineError(f"Missing {', '.join(sorted(missing))}. Fix: {__doc__.splitlines()[0]}")
-    return args
+def load_classifier(model: str, uri: str) -> Any:
+    """The pyfunc classifier that ``model`` (a run id or a model URI) names, as MLflow loads it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
 
+    from pipeline.errors import PipelineError
+    from pipeline.tracking.store import fetch_run, open_store
 
-def predict(args: dict[str, str | None]) -> pd.DataFrame:
-    uri = resolve_tracking_uri(args["tracking.uri"])
-    run = fetch_run(open_store(uri), args["run_id"])
+    client = open_store(uri)  # a missing store or an unreachable server is one line
+    if model.startswith(("models:/", "runs:/")) or "://" in model:
+        source = model
+    else:
+        source = f"runs:/{fetch_run(client, model).info.run_id}/classifier"
     mlflow.set_tracking_uri(uri)
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
-    except (MlflowException, OSError):
+        return mlflow.pyfunc.load_model(source)
+    except (MlflowException, OSError) as err:
         raise PipelineError(
-            f"Run {run.info.run_id} has no classifier model. "
-            "Fix: use a run made by `python -m pipeline.train` that finished"
+            f"Cannot load a model from {source}: {first_line(err)}. "
+            "Fix: use the run id of a finished run of `python -m pipeline.train`, "
+            "or a model URI such as models:/softmax-regression@champion"
         ) from None
-    feature_names = model.metadata.get_input_schema().input_names()
-    header = str(args["header"]).lower() in ("true", "1", "yes")
-    features = read_feature_csv(args["input"], feature_names, args["delimiter"], header)
-    probabilities = model.predict(features)
+
+
+def predict(model: str, input_path: str, uri: str, delimiter: str, header: bool) -> pd.DataFrame:
+    from pipeline.core.tables import read_feature_csv
+
+    classifier = load_classifier(model, uri)
+    feature_names = classifier.metadata.get_input_schema().input_names()
+    features = read_feature_csv(input_path, feature_names, delimiter, header)
+    probabilities = classifier.predict(features)
     predicted = probabilities.idxmax(axis=1).rename("label")
     return pd.concat([predicted, probabilities.add_prefix("prob_")], axis=1)
 
 
-def main(argv: list[str]) -> int:
-    try:
-        args = parse_args(argv)
-        table = predict(args)
-    except PipelineError as err:
-        print(err, file=sys.stderr)
-        return 2
-    table.to_csv(args["output"] or sys.stdout, index=False)
-    if args["output"]:
-        print(f"Wrote {len(table)} predictions to {args['output']}", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("predict", __doc__, EXAMPLE)
+    parser.add_argument("model", metavar="MODEL", help="a run id, or runs:/... or models:/...")
+    parser.add_argument("input", metavar="INPUT", help="a CSV file of feature columns")
+    parser.add_argument("--output", default=None, help="CSV file to write (default: stdout)")
+    parser.add_argument("--delimiter", default=",")
+    parser.add_argument("--no-header", action="store_true", help="the input has no header row")
+    args = parser.parse_args(argv)
+
+    from pipeline.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    table = predict(args.model, args.input, uri, args.delimiter, not args.no_header)
+    table.to_csv(args.output or sys.stdout, index=False)
+    if args.output:
+        print(f"Wrote {len(table)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main)

@@ -22,33 +22,35 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import PipelineError
-from pipeline.tracking import fetch_run, flatten_dict, open_store, resolve_tracking_uri
+from pipeline import cli
+from pipeline.errors import PipelineError
+from pipeline.runtime.job import GROUPS, is_run_setting, override_key
+from pipeline.tracking.records import flatten_dict
+from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
 
-GROUPS = ("data", "model", "optim")  # config groups, chosen by the group's ``name``
+EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"
 FACT_PREFIXES = ("code.", "env.", "data.digest")
+# Runs recorded before configs built objects from `_target_` named their group choice in the
+# config itself (data.name: iris); today's runs record the choices as params (data: iris).
+LEGACY_CHOICE_KEYS = {group: f"{group}.name" for group in GROUPS}
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(__doc__.splitlines()[0], file=sys.stderr)
-        return 2
-    run_id, overrides = argv[0], argv[1:]
-    store_uris = [o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri=")]
-    overrides = [o for o in overrides if not o.startswith("tracking.uri=")]
-    try:
-        uri = resolve_tracking_uri(store_uris[-1] if store_uris else None)
-        client = open_store(uri)
-        original = fetch_run(client, run_id)
-        config = recorded_config(client, run_id)
-        experiment = client.get_experiment(original.info.experiment_id).name
-        launch(config, overrides, uri, experiment, original)
-        rerun = find_rerun(client, original)
-    except PipelineError as err:
-        print(err, file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("rerun", __doc__, EXAMPLE)
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("overrides", metavar="OVERRIDE", nargs="*", help="Hydra overrides")
+    args = parser.parse_args(argv)
+    store_uris = [o.split("=", 1)[1] for o in args.overrides if o.startswith("tracking.uri=")]
+    overrides = [o for o in args.overrides if not o.startswith("tracking.uri=")]
+    uri = resolve_tracking_uri(store_uris[-1] if store_uris else args.tracking_uri)
+    client = open_store(uri)
+    original = fetch_run(client, args.run_id)
+    config = recorded_config(client, args.run_id)
+    experiment = client.get_experiment(original.info.experiment_id).name
+    launch(recorded_overrides(original, config), overrides, uri, experiment, original)
+    rerun = find_rerun(client, original)
     report = compare_costs(client, original, rerun)
-    print(f"rerun {rerun.info.run_id} of {run_id}: {report}")
+    print(f"rerun {rerun.info.run_id} of {args.run_id}: {report}")
     for line in fact_differences(original, rerun):
         print(f"  differs: {line}")
     if overrides:
@@ -70,15 +72,25 @@ def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
         return yaml.safe_load(Path(path).read_text())
 
 
+def recorded_overrides(run: Run, config: dict[str, Any]) -> list[str]:
+    """The run's group choices and every recorded value, as Hydra overrides."""
+    values = flatten_dict(config)
+    choices = {group: run.data.params[group] for group in GROUPS if group in run.data.params}
+    for group, legacy_key in LEGACY_CHOICE_KEYS.items():
+        legacy = values.pop(legacy_key, None)
+        if group not in choices and legacy is not None:
+            choices[group] = legacy
+    return [f"{group}={choice}" for group, choice in choices.items()] + [
+        f"{key}={hydra_value(value)}" for key, value in values.items() if not is_run_setting(key)
+    ]
+
+
 def launch(
-    config: dict[str, Any], overrides: list[str], uri: str, experiment: str, original: Run
+    recorded: list[str], overrides: list[str], uri: str, experiment: str, original: Run
 ) -> None:
     """Train the recorded config (plus ``overrides``) as a new run, in a child process."""
-    recorded = {k: v for k, v in flatten_dict(config).items() if not k.startswith("tracking.")}
-    choices = [f"{group}={recorded[f'{group}.name']}" for group in GROUPS]
-    values = [f"{key}={hydra_value(value)}" for key, value in recorded.items()]
-    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    explicit = [o for o in choices + values if o.split("=", 1)[0] not in overridden]
+    overridden = {override_key(o) for o in overrides}
+    explicit = [o for o in recorded if override_key(o) not in overridden]
     tracking = [  # the store comes through the environment: no password on a command line
         f"tracking.experiment={hydra_value(experiment)}",
         f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
@@ -170,4 +182,4 @@ def fact_differences(original: Run, rerun: Run) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.run(main)

@@ -14,20 +14,23 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from pipeline import interrupts
-from pipeline.callbacks import SweepTracking
-from pipeline.config import PipelineError, first_line, register_configs, validate
-from pipeline.job import JobContext
+from pipeline.config import register_configs, validate
+from pipeline.errors import PipelineError, first_line
+from pipeline.runtime import interrupts
+from pipeline.runtime.job import JobContext, record_job
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
 def run_job(cfg: DictConfig, job: JobContext) -> float:
+    """Validate, then train: the value a sweeper optimizes (``sweep.metric``)."""
     validate(cfg)
-    from pipeline.training import train
+    from pipeline.stage import train  # torch and MLflow load here, for a valid config only
 
-    return train(cfg, job)
+    outcome = train(cfg, job)
+    record_job(job, status="FINISHED")
+    return outcome.value
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -35,12 +38,14 @@ def main(cfg: DictConfig) -> float:
     job = JobContext.current()
     if job.job_num is None:
         return run_job(cfg, job)
-    try:  # in a sweep, a failed job is reported and the others go on
+    try:  # in a sweep, a failed job is recorded in its job dir and the others go on
         return run_job(cfg, job)
     except PipelineError as err:
         log.error("Job %d failed: %s", job.job_num, first_line(err))
-    except Exception:
+        record_job(job, status="FAILED", reason=first_line(err))
+    except Exception as err:
         log.exception("Job %d failed", job.job_num)
+        record_job(job, status="FAILED", reason=f"{type(err).__name__}: {first_line(err)}")
     return math.nan
 
 
@@ -48,9 +53,6 @@ if __name__ == "__main__":
     interrupts.install()  # Ctrl-C and SIGTERM end the run KILLED, at an epoch boundary
     try:
         main()
-        if SweepTracking.failure:
-            print(SweepTracking.failure, file=sys.stderr)
-            sys.exit(1)
         # Skip the interpreter's final garbage collections over torch's and MLflow's objects:
         # exiting is ~0.9 s faster (bench/overhead.py).
         gc.freeze()

@@ -1,20 +1,37 @@
-"""Shared fixtures: a real sqlite MLflow store in a temp dir and a CLI runner."""
+"""Shared fixtures: real sqlite MLflow stores in temp dirs, Hydra composition, a CLI runner.
+
+Tests train in this process (compose the config, call the stage) wherever a subprocess adds
+nothing; they run ``python -m pipeline.<command>`` where the process is the point: its exit
+status, output, signals.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, open_dict
+
+from pipeline.config import CONF_DIR, register_configs, validate
+from pipeline.runtime.job import GROUPS, JobContext, run_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # What ../shared/reference/seed_softmax.py prints (torch 2.13.0, CPU); bench/ has the script.
 REFERENCE_OUTPUT = ROOT / "tests" / "reference_output.txt"
 EXPERIMENT = "softmax-regression"
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without a tracking URI (each test names its store), plus ``env``."""
+    full = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**full, **(env or {})}
 
 
 def run_cli(
@@ -25,30 +42,39 @@ def run_cli(
     timeout: float = 300,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` the way a user does; capture its output."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=full_env,
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    """Start ``python -m pipeline.train args`` in the background, its output unbuffered."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONUNBUFFERED"] = "1"
+def start_cli(
+    *args: str, cwd: Path, module: str = "pipeline.train", env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``python -m <module> args`` in the background, its output unbuffered."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=env,
+        env=cli_env({"PYTHONUNBUFFERED": "1", **(env or {})}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def compose_job(*overrides: str) -> tuple[DictConfig, JobContext]:
+    """The config and job context ``python -m pipeline.train overrides`` runs with."""
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    choices = {group: str(cfg.hydra.runtime.choices[group]) for group in GROUPS}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, JobContext(run_name=run_name(overrides), overrides=overrides, choices=choices)
 
 
 def sqlite_uri(directory: Path) -> str:
@@ -81,3 +107,53 @@ def cost_history(uri: str, run_id: str, key: str = "cost") -> list[float]:
 def store(tmp_path: Path) -> str:
     """A tracking URI for a fresh sqlite store in a temp dir."""
     return sqlite_uri(tmp_path / "store")
+
+
+TrainInProcess = Callable[..., tuple[Any, Any]]
+
+
+def train_into(uri: str | None, *overrides: str) -> tuple[Any, Any]:
+    """Validate and train ``overrides`` in this process into ``uri`` (None: the one they name):
+    (the outcome, its run)."""
+    from pipeline.stage import train
+
+    cfg, job = compose_job(*overrides)
+    if uri is not None:
+        cfg.tracking.uri = uri
+    validate(cfg)
+    outcome = train(cfg, job)
+    return outcome, MlflowClient(tracking_uri=cfg.tracking.uri).get_run(outcome.run_id)
+
+
+@pytest.fixture(scope="module")
+def train_in_process(tmp_path_factory: pytest.TempPathFactory) -> TrainInProcess:
+    """``train_in_process(*overrides)``: a run trained in this process, in a module's store."""
+    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
+
+    def run(*overrides: str) -> tuple[Any, Any]:
+        return train_into(uri, *overrides)
+
+    run.uri = uri  # type: ignore[attr-defined]
+    return run
+
+
+# The longest files first (seconds on 2 cores), so that the two xdist workers (one file each at
+# a time) finish together instead of one waiting for a long file that started last.
+LONGEST_FIRST = [
+    "test_launchers.py",
+    "test_hardening.py",
+    "test_ui.py",
+    "test_rerun.py",
+    "test_multirun.py",
+    "test_lifecycle.py",
+    "test_server.py",
+    "test_console.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import ROOT, run_cli
-from pipeline.config import ConfigError, register_configs, validate
+from conftest import ROOT, compose_job, run_cli, runs_of, sqlite_uri, train_into
+from pipeline.config import compose_config, validate
+from pipeline.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def make_config():
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        yield lambda *overrides: compose("config", overrides=list(overrides))
-
-
-def test_defaults_are_the_reference_experiment(make_config):
-    cfg = make_config()
+def test_defaults_are_the_reference_experiment():
+    cfg = compose_config()
     assert OmegaConf.to_container(cfg, enum_to_str=True) == {
         "data": {
-            "name": "toy",
+            "_target_": "pipeline.core.data.toy",
             "val_fraction": 0.0,
             "test_fraction": 0.0,
             "split_seed": 0,
             "standardize": False,
         },
-        "model": {"name": "softmax", "bias": True},
+        "model": {"_target_": "torch.nn.Linear", "bias": True},
         "optim": {
-            "name": "sgd",
+            "_target_": "torch.optim.SGD",
             "lr": 0.1,
             "momentum": 0.0,
             "nesterov": False,
@@ -47,16 +42,23 @@ def test_defaults_are_the_reference_experiment(make_config):
             "run_name": None,
             "tags": {},
             "flush_every_s": 5.0,
-            "best_metric": "objective",
-            "best_mode": "min",
         },
+        "sweep": {"metric": "objective", "direction": "minimize"},
     }
     validate(cfg)
 
 
-def test_adam_group_has_its_own_fields(make_config):
-    cfg = make_config("optim=adam", "optim.lr=0.05")
-    assert cfg.optim.name == "adam" and cfg.optim.lr == 0.05
+def test_the_choices_are_recorded_by_hydra_not_in_the_config():
+    cfg, job = compose_job("optim=adam", "data=iris")
+    assert job.choices == {"data": "iris", "model": "softmax", "optim": "adam"}
+    assert "name" not in cfg.optim
+    assert "name" not in cfg.data
+
+
+def test_adam_group_has_its_own_fields():
+    cfg = compose_config(["optim=adam", "optim.lr=0.05"])
+    assert cfg.optim._target_ == "torch.optim.Adam"
+    assert cfg.optim.lr == 0.05
     assert list(cfg.optim.betas) == [0.9, 0.999]
     validate(cfg)
 
@@ -78,11 +80,15 @@ def test_adam_group_has_its_own_fields(make_config):
         (["tracking.flush_every_s=0"], "tracking.flush_every_s must be > 0"),
         (["+extra=1"], "unknown key 'extra'"),
         (["+optim.lrr=0.1"], "unknown key 'optim.lrr'"),
+        (["sweep.metric=test_cost"], "sweep.metric=test_cost needs a test split"),
+        (["data=iris", "data.val_fraction=0.5", "data.test_fraction=0.45"], "leave >= 10%"),
+        (["optim=lbfgs", "batch_size=32"], "optim=lbfgs needs full-batch training"),
+        (["data=csv"], "data.path is required. Fix: pass data.path=<value>"),
     ],
 )
-def test_bad_values_are_rejected_with_the_key_and_a_fix(make_config, overrides, message):
+def test_bad_values_are_rejected_with_the_key_and_a_fix(overrides, message):
     with pytest.raises(ConfigError) as raised:
-        validate(make_config(*overrides))
+        validate(compose_config(overrides))
     assert message in str(raised.value)
     assert "Fix:" in str(raised.value)
     assert "\n" not in str(raised.value)
@@ -94,7 +100,7 @@ def test_bad_values_are_rejected_with_the_key_and_a_fix(make_config, overrides, 
         ("optim.lr=-0.1", "Config error: optim.lr must be > 0, got -0.1. Fix: e.g. optim.lr=0.1"),
         ("optim.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
         ("optim=rmsprop", "Could not find 'optim/rmsprop'"),
-        ("epochs=0", "Config error: epochs must be >= 1, got 0"),
+        ("model.activation=relu", "Could not override 'model.activation'"),
         ("epoch=10", "Could not override 'epoch'"),
         ("+foo=1", "Config error: unknown key 'foo'"),
     ],
@@ -108,16 +114,76 @@ def test_cli_errors_exit_nonzero_without_creating_a_run(tmp_path, override, mess
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=mlp", "model.activation=sigmoid"], "expected one of [relu, tanh, gelu]"),
+        (["sweep.direction=best"], "expected one of [minimize, maximize]"),
+        (["data=iris", "data.dataset=mnist"], "expected one of [iris, wine, digits]"),
+    ],
+)
+def test_enum_fields_are_checked_while_composing(overrides, message):
+    with pytest.raises(Exception, match="Error merging override") as raised:
+        compose_config(overrides)
+    assert message in str(raised.value.__cause__)
+
+
 def test_unknown_optimizer_lists_the_choices(tmp_path):
     result = run_cli("optim=rmsprop", cwd=tmp_path)
     listed = result.stderr.split("Available options in 'optim':")[1].split("Config search")[0]
     assert listed.split() == ["adam", "adamw", "lbfgs", "sgd"]
 
 
-def test_every_config_group_file_is_valid(make_config):
-    for path in sorted((ROOT / "conf").glob("*/*.yaml")):
+def test_every_config_group_file_composes_and_validates():
+    files = sorted(path for path in (ROOT / "conf").glob("*/*.yaml") if path.parent.name != "hydra")
+    groups = {path.parent.name for path in files}
+    assert groups == {"data", "model", "optim", "experiment", "debug"}
+    for path in files:
         group, name = path.parent.name, path.stem
-        if group == "hydra":
-            continue
         required = ["data.path=any.csv"] if name == "csv" else []
-        validate(make_config(f"{group}={name}", *required))
+        validate(compose_config([f"{group}={name}", *required]))
+
+
+def test_experiments_set_what_the_readme_says():
+    reference = compose_config(["experiment=reference"])
+    assert reference == compose_config()
+    iris = compose_config(["experiment=iris_mlp"])
+    assert iris.data.dataset.value == "iris"
+    assert iris.model._target_.endswith(".mlp")
+    assert iris.optim._target_ == "torch.optim.Adam"
+    assert iris.batch_size == 16
+    fast = compose_config(["debug=fast"])
+    assert (fast.epochs, fast.log_every) == (20, 10)
+
+
+def test_an_optimizer_torch_ships_is_one_yaml_file_and_no_code(tmp_path: Path):
+    """A user's optim/rmsprop.yaml on Hydra's search path trains and is logged like any other."""
+    own = tmp_path / "my_conf" / "optim"
+    own.mkdir(parents=True)
+    (own / "rmsprop.yaml").write_text("_target_: torch.optim.RMSprop\nlr: 0.01\n")
+    result = run_cli(
+        "optim=rmsprop",
+        f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+        "debug=fast",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Epoch   20/20 Cost:" in result.stdout
+    (run,) = runs_of(sqlite_uri(tmp_path / "mlruns"))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optim"] == "rmsprop"
+    assert run.data.params["optim._target_"] == "torch.optim.RMSprop"
+    assert run.data.params["optim.lr"] == "0.01"
+    bad = run_cli(
+        "optim=rmsprop", "optim.lr=-1", f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "optim.lr must be > 0" in bad.stderr
+
+
+def test_a_target_that_cannot_be_built_is_one_config_error(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    with pytest.raises(ConfigError, match=r"optim \(torch.optim.NoSuch\) cannot be built"):
+        train_into(uri, "optim._target_=torch.optim.NoSuch")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was created

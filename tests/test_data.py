@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from pipeline.csvfile import CsvError, read_feature_csv, read_labelled_csv
-from pipeline.data import DataError, load_dataset, standardization
+from pipeline.config import compose_config
+from pipeline.config.build import build
+from pipeline.core.data import Dataset, standardization
+from pipeline.core.tables import TableError, read_feature_csv, read_labelled_csv
+from pipeline.errors import DataError
 
 
-def data_cfg(name: str, **values):
-    defaults = {"val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0, "standardize": True}
-    return OmegaConf.create({"name": name, **defaults, **values})
+def load(choice: str, **values) -> Dataset:
+    """The dataset ``data=choice`` (plus ``data.key=value`` overrides) builds."""
+    overrides = [f"data={choice}", *(f"data.{key}={value}" for key, value in values.items())]
+    return build("data", compose_config(overrides).data)
 
 
 @pytest.mark.parametrize(("name", "shape", "classes"), [
@@ -24,38 +27,41 @@ def data_cfg(name: str, **values):
     ("digits", (1797, 64), [str(d) for d in range(10)]),
 ])  # fmt: skip
 def test_builtin_sets_load_offline_with_stratified_seeded_splits(name, shape, classes):
-    data = load_dataset(data_cfg(name))
+    data = load(name)
     sizes = [len(data.train), len(data.val), len(data.test)]
-    assert sum(sizes) == shape[0] and data.n_features == shape[1]
+    assert sum(sizes) == shape[0]
+    assert data.n_features == shape[1]
     assert data.class_names == classes
     assert sizes[1] == pytest.approx(0.2 * shape[0], abs=2)
     whole = Counter(torch.cat([data.train.labels, data.val.labels, data.test.labels]).tolist())
     test = Counter(data.test.labels.tolist())
     for label, count in whole.items():  # every class keeps its share in the test split
         assert test[label] == pytest.approx(count * 0.2, abs=1)
-    again = load_dataset(data_cfg(name))
-    assert torch.equal(again.test.labels, data.test.labels) and again.digest() == data.digest()
-    other = load_dataset(data_cfg(name, split_seed=1))
+    again = load(name)
+    assert torch.equal(again.test.labels, data.test.labels)
+    assert again.digest() == data.digest()
+    other = load(name, split_seed=1)
     assert other.digest() != data.digest()
 
 
 def test_toy_has_no_split_and_keeps_the_reference_order():
-    data = load_dataset(data_cfg("toy", val_fraction=0.0, test_fraction=0.0))
-    assert data.val is None and data.test is None
+    data = load("toy", val_fraction=0.0, test_fraction=0.0)
+    assert data.val is None
+    assert data.test is None
     assert data.train.labels.tolist() == [2, 2, 2, 1, 1, 1, 0, 0]
     assert data.train.features.dtype == torch.float32
 
 
 def test_synthetic_is_seeded_and_sized():
-    cfg = data_cfg("synthetic", n_samples=1000, n_features=8, n_classes=4, separation=2.0, seed=3)
-    data = load_dataset(cfg)
+    cfg = {"n_samples": 1000, "n_features": 8, "n_classes": 4, "separation": 2.0, "seed": 3}
+    data = load("synthetic", **cfg)
     assert (data.n_features, data.n_classes) == (8, 4)
     assert len(data.train) + len(data.val) + len(data.test) == 1000
-    assert load_dataset(cfg).digest() == data.digest()
+    assert load("synthetic", **cfg).digest() == data.digest()
 
 
 def test_standardization_uses_the_training_split_only():
-    data = load_dataset(data_cfg("iris"))
+    data = load("iris")
     mean, std = standardization(data.train)
     scaled = data.standardized(torch.nn.Sequential()).train.features  # identity keeps values
     assert torch.equal(scaled, data.train.features)
@@ -66,7 +72,7 @@ def test_standardization_uses_the_training_split_only():
 
 def test_too_few_samples_per_class_to_split():
     with pytest.raises(DataError, match="cannot split 8 samples"):
-        load_dataset(data_cfg("toy", val_fraction=0.2, test_fraction=0.2))
+        load("toy", val_fraction=0.2, test_fraction=0.2)
 
 
 def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
@@ -88,7 +94,8 @@ def test_numeric_labels_sort_numerically_and_columns_can_be_chosen(tmp_path):
     path = write(tmp_path, "1;2;10;x\n3;4;9;y\n5;6;10;z\n", "semi.csv")
     table = read_labelled_csv(path, "2", ["1"], delimiter=";", header=False)
     assert table.class_names == ["9", "10"]
-    assert table.feature_names == ["1"] and table.features.tolist() == [[2], [4], [6]]
+    assert table.feature_names == ["1"]
+    assert table.features.tolist() == [[2], [4], [6]]
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -106,10 +113,11 @@ def test_bad_training_files_name_the_file_line_and_column(tmp_path, text, messag
     path = tmp_path / "bad.csv"
     if text is not None:
         path.write_text(text)
-    with pytest.raises(CsvError) as raised:
+    with pytest.raises(TableError) as raised:
         read_labelled_csv(path, "label", None)
     assert message.format(path=path) in str(raised.value)
-    assert "Fix:" in str(raised.value) and "\n" not in str(raised.value)
+    assert "Fix:" in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_prediction_input_by_name_by_position_or_a_clear_mismatch(tmp_path):
@@ -117,5 +125,5 @@ def test_prediction_input_by_name_by_position_or_a_clear_mismatch(tmp_path):
     assert by_name.to_numpy().tolist() == [[1, 2]]
     by_position = read_feature_csv(write(tmp_path, "p,q\n1,2\n"), ["a", "b"])
     assert by_position.columns.tolist() == ["a", "b"]
-    with pytest.raises(CsvError, match="has 3 columns, the model expects 2 features"):
+    with pytest.raises(TableError, match="has 3 columns, the model expects 2 features"):
         read_feature_csv(write(tmp_path, "p,q,r\n1,2,3\n"), ["a", "b"])

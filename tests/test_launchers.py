@@ -28,17 +28,23 @@ def basic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[float]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "launcher",
-    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    ("launcher", "jobs"),
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], SWEEP),
+        (["hydra/launcher=submitit_local"], [*SWEEP[:2], "seed=1", SWEEP[3]]),  # a job a process
+    ],
+    ids=["joblib", "submitit_local"],
 )
-def test_launcher_gives_four_nested_runs_equal_to_the_basic_launcher(tmp_path, basic, launcher):
-    result = run_cli(*SWEEP, *launcher, cwd=tmp_path)
+def test_launcher_gives_nested_runs_equal_to_the_basic_launcher(tmp_path, basic, launcher, jobs):
+    result = run_cli(*jobs, *launcher, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
-    assert [r.info.status for r in runs] == ["FINISHED"] * 4
-    assert histories(uri, runs) == basic
+    assert [r.info.status for r in runs] == ["FINISHED"] * (4 if jobs == SWEEP else 2)
+    found = histories(uri, runs)
+    basic_name = lambda name: name if "seed" in name else f"{name},seed=1"  # noqa: E731
+    assert found == {name: basic[basic_name(name)] for name in found}
 
 
 @pytest.mark.slow
@@ -55,6 +61,7 @@ def test_eight_parallel_jobs_on_a_fresh_store_lose_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri, "parallel")
+    assert parent.info.status == "FINISHED"
     assert sorted(r.data.params["seed"] for r in runs) == [str(s) for s in range(1, 9)]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(len(cost_history(uri, r.info.run_id)) == 21 for r in runs)
@@ -73,9 +80,11 @@ def test_optuna_trials_nest_under_the_study_and_the_best_params_reach_it(tmp_pat
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri)
     assert parent.info.run_name == "sweep epochs=30 (OptunaSweeper)"
-    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
     lrs = [float(r.data.params["optim.lr"]) for r in runs]
-    assert all(1e-3 <= lr <= 1 for lr in lrs) and len(set(lrs)) == 4
+    assert all(1e-3 <= lr <= 1 for lr in lrs)
+    assert len(set(lrs)) == 4
     (results_file,) = Path(tmp_path, "multirun").glob("*/*/optimization_results.yaml")
     found = yaml.safe_load(results_file.read_text())
     best = min(runs, key=lambda r: r.data.metrics["objective"])

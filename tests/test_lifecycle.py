@@ -9,19 +9,28 @@ import mlflow
 import pytest
 
 from conftest import cost_history, runs_of, sqlite_uri, start_cli
-from pipeline.job import JobContext
-from pipeline.tracking import prepare_store, tracked_run
+from pipeline.runtime.job import JobContext
+from pipeline.tracking.runs import tracked_run
+from pipeline.tracking.store import prepare_store
+
+
+def open_run(store: str, experiment_id: str):
+    return tracked_run(
+        store, experiment_id, JobContext(), run_name="t", description="", tags={}, flush_every_s=60
+    )
 
 
 def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
     experiment_id = prepare_store(store, "lifecycle")
-    with (
-        pytest.raises(RuntimeError),
-        tracked_run(experiment_id, "t", JobContext(), 60, {}) as metrics,
-    ):
-        metrics.log(0, {"cost": 1.5})
-        metrics.log(1, {"cost": 1.25})
-        raise RuntimeError("boom")
+
+    def fail_after_two_epochs() -> None:
+        with open_run(store, experiment_id) as metrics:
+            metrics.log(0, {"cost": 1.5})
+            metrics.log(1, {"cost": 1.25})
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_after_two_epochs()
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "FAILED"
     assert cost_history(store, run.info.run_id) == [1.5, 1.25]
@@ -30,7 +39,7 @@ def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
 
 def test_keyboard_interrupt_marks_the_run_killed(store):
     experiment_id = prepare_store(store, "lifecycle")
-    with pytest.raises(KeyboardInterrupt), tracked_run(experiment_id, "t", JobContext(), 60, {}):
+    with pytest.raises(KeyboardInterrupt), open_run(store, experiment_id):
         raise KeyboardInterrupt
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "KILLED"

@@ -2,46 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from conftest import ROOT, cost_history, run_cli, runs_of, sqlite_uri
-from pipeline.config import register_configs
-from pipeline.data import load_dataset, standardization
-from pipeline.job import JobContext
-from pipeline.model import Standardize
-from pipeline.training import train
-
-
-@pytest.fixture(scope="module")
-def train_in_process(tmp_path_factory: pytest.TempPathFactory):
-    """Compose the config with Hydra and train in this process, into a temp store."""
-    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
-    register_configs()
-
-    def run(*overrides: str):
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-            cfg = compose("config", overrides=[*overrides, f"tracking.uri={uri}"])
-        objective = train(cfg, JobContext(run_name=",".join(overrides)))
-        return objective, runs_of(uri)[-1], uri
-
-    return run
+from conftest import cost_history, run_cli, sqlite_uri, train_into
+from pipeline import predict as predict_command
+from pipeline.config import compose_config
+from pipeline.config.build import build
+from pipeline.core.data import standardization
+from pipeline.core.model import Standardize
+from pipeline.errors import DataError
+from pipeline.predict import predict
 
 
 @pytest.fixture(scope="module")
 def iris_run(tmp_path_factory: pytest.TempPathFactory):
-    """``python -m pipeline.train data=iris`` with the shipped defaults."""
+    """``data=iris`` with the shipped defaults, in the default store of a directory."""
     cwd = tmp_path_factory.mktemp("iris")
-    result = run_cli("data=iris", cwd=cwd)
-    assert result.returncode == 0, result.stderr
     uri = sqlite_uri(cwd / "mlruns")
-    (run,) = runs_of(uri)
+    _, run = train_into(uri, "data=iris")
     return cwd, uri, run
 
 
@@ -61,12 +46,12 @@ def test_iris_logs_validation_metrics_every_epoch_and_a_test_report(iris_run):
     report = client.download_artifacts(run.info.run_id, "test_report.json")
     assert set(pd.read_json(report).columns) >= {"setosa", "versicolor", "virginica"}
     png = client.download_artifacts(run.info.run_id, "confusion_matrix.png")
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_lbfgs_matches_scikit_learn_unpenalized_multinomial(train_in_process):
-    _, run, _ = train_in_process("data=iris", "optim=lbfgs", "epochs=50")
-    data = load_dataset(OmegaConf.load(ROOT / "conf" / "data" / "iris.yaml"))  # the run's split
+    _, run = train_in_process("data=iris", "optim=lbfgs", "epochs=50")
+    data = build("data", compose_config(["data=iris"]).data)  # the run's split
     scaled = Standardize(*standardization(data.train))(data.train.features).detach().numpy()
     labels = data.train.labels.numpy()
     peer = LogisticRegression(C=np.inf, max_iter=100_000, tol=1e-12).fit(scaled, labels)
@@ -76,18 +61,19 @@ def test_lbfgs_matches_scikit_learn_unpenalized_multinomial(train_in_process):
 
 def test_mini_batches_are_seeded_and_differ_from_full_batch(train_in_process):
     runs = [train_in_process("data=wine", "batch_size=16", "epochs=5")[1] for _ in range(2)]
-    _, full, uri = train_in_process("data=wine", "epochs=5")
+    _, full = train_in_process("data=wine", "epochs=5")
+    uri = train_in_process.uri
     first, second = (cost_history(uri, r.info.run_id) for r in runs)
     assert first == second
     assert first != cost_history(uri, full.info.run_id)
 
 
 def test_mlp_and_adamw_train(train_in_process):
-    objective, run, _ = train_in_process(
+    outcome, run = train_in_process(
         "data=wine", "model=mlp", "model.hidden=[16,8]", "optim=adamw", "epochs=100"
     )
     assert run.info.status == "FINISHED"
-    assert objective == pytest.approx(run.data.metrics["final_cost"], abs=1.0)
+    assert outcome.value == run.data.metrics["objective"]
     assert run.data.metrics["test_accuracy"] >= 0.85
 
 
@@ -107,19 +93,15 @@ def test_pyfunc_classifier_gives_probabilities_by_class_name(iris_run):
     assert probabilities.idxmax(axis=1).tolist() == ["setosa", "virginica"]
 
 
-def test_predict_cli_writes_labels_and_probabilities(iris_run, tmp_path):
-    cwd, _, run = iris_run
+def test_predict_writes_labels_and_probabilities(iris_run, tmp_path, capfd):
+    _, uri, run = iris_run
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
     out = tmp_path / "out.csv"
-    result = run_cli(
-        f"run_id={run.info.run_id}",
-        f"input={rows}",
-        f"output={out}",
-        cwd=cwd,
-        module="pipeline.predict",
-    )
-    assert result.returncode == 0, result.stderr
+    status = predict_command.main([run.info.run_id, str(rows), "--output", str(out),
+                                   "--tracking-uri", uri])  # fmt: skip
+    assert status == 0
+    assert capfd.readouterr().err == f"Wrote 2 predictions to {out}\n"
     table = pd.read_csv(out)
     assert table.columns.tolist() == ["label", "prob_setosa", "prob_versicolor", "prob_virginica"]
     assert table["label"].tolist() == ["setosa", "virginica"]
@@ -132,15 +114,11 @@ def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
     pd.DataFrame({"size": size, "noise": rng.normal(0, 1, 40), "kind": kinds}).to_csv(
         tmp_path / "train.csv", index=False
     )
-    result = run_cli(
-        "data=csv", "data.path=train.csv", "data.label=kind", "epochs=200", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    (run,) = runs_of(sqlite_uri(tmp_path / "mlruns"))
+    uri = sqlite_uri(tmp_path / "mlruns")
+    data = f"data.path={tmp_path / 'train.csv'}"
+    _, run = train_into(uri, "data=csv", data, "data.label=kind", "epochs=200")
     (tmp_path / "new.csv").write_text("size,noise\n0.8,0.1\n9.5,-0.3\n")
-    predicted = run_cli(
-        f"run_id={run.info.run_id}", "input=new.csv", cwd=tmp_path, module="pipeline.predict"
-    )
+    predicted = run_cli(run.info.run_id, "new.csv", cwd=tmp_path, module="pipeline.predict")
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.splitlines()[0] == "label,prob_large,prob_small"
     assert [line.split(",")[0] for line in predicted.stdout.splitlines()[1:]] == ["small", "large"]
@@ -153,21 +131,13 @@ def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
 def test_a_bad_training_file_fails_before_any_run(tmp_path, content, message):
     if content is not None:
         (tmp_path / "in.csv").write_text(content)
-    result = run_cli("data=csv", "data.path=in.csv", cwd=tmp_path)
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(DataError, match=message):
+        train_into(sqlite_uri(tmp_path / "mlruns"), "data=csv", f"data.path={tmp_path / 'in.csv'}")
     assert not (tmp_path / "mlruns").exists()
 
 
 def test_predict_rejects_a_feature_count_mismatch(iris_run, tmp_path):
-    cwd, _, run = iris_run
+    _, uri, run = iris_run
     (tmp_path / "two.csv").write_text("a,b\n1,2\n")
-    result = run_cli(
-        f"run_id={run.info.run_id}",
-        f"input={tmp_path / 'two.csv'}",
-        cwd=cwd,
-        module="pipeline.predict",
-    )
-    assert result.returncode == 2
-    assert "has 2 columns, the model expects 4 features" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(DataError, match="has 2 columns, the model expects 4 features"):
+        predict(run.info.run_id, str(tmp_path / "two.csv"), uri, ",", True)

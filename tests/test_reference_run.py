@@ -11,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import REFERENCE_OUTPUT, cost_history, run_cli, runs_of, sqlite_uri
-from pipeline.data import TOY_FEATURES, TOY_LABELS
+from pipeline.core.data import TOY_FEATURES, TOY_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,13 @@ def test_prints_the_reference_lines_exactly(default_run):
     assert printed == expected
 
 
+def test_mlflow_adds_no_lines_of_its_own(default_run):
+    result, *_ = default_run
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert [line for line in lines if "mlflow" in line.lower() or "View run" in line] == []
+    assert len(result.stdout.splitlines()) == 13  # 11 cost lines, the summary, the address
+
+
 def test_store_is_sqlite_under_mlruns_of_the_working_dir(default_run):
     _, _, run, cwd = default_run
     assert (cwd / "mlruns" / "mlflow.db").is_file()
@@ -50,15 +57,18 @@ def test_run_is_finished_with_a_readable_name(default_run):
 def test_every_resolved_config_value_is_a_param(default_run):
     _, _, run, _ = default_run
     assert run.data.params == {
-        "data.name": "toy",
+        "data": "toy",
+        "model": "softmax",
+        "optim": "sgd",
+        "data._target_": "pipeline.core.data.toy",
         "data.val_fraction": "0.0",
         "data.test_fraction": "0.0",
         "data.split_seed": "0",
         "data.standardize": "False",
         "batch_size": "None",
-        "model.name": "softmax",
+        "model._target_": "torch.nn.Linear",
         "model.bias": "True",
-        "optim.name": "sgd",
+        "optim._target_": "torch.optim.SGD",
         "optim.lr": "0.1",
         "optim.momentum": "0.0",
         "optim.nesterov": "False",

@@ -53,11 +53,11 @@ def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
     runs = {r["info"]["run_name"]: r for r in found["runs"]}
     assert set(runs) == {
         "sweep optim.lr=0.01,0.1 epochs=30",
-        "epochs=30,optim.lr=0.01",
-        "epochs=30,optim.lr=0.1",
+        "optim.lr=0.01",
+        "optim.lr=0.1",
     }
     parent_id = runs["sweep optim.lr=0.01,0.1 epochs=30"]["info"]["run_id"]
-    for name in ("epochs=30,optim.lr=0.01", "epochs=30,optim.lr=0.1"):
+    for name in ("optim.lr=0.01", "optim.lr=0.1"):
         run = runs[name]
         assert run["info"]["status"] == "FINISHED"
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
@@ -69,11 +69,3 @@ def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
         assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:/")
     address = f"view it at {server}/#/experiments/{experiment['experiment_id']}/runs/"
     assert address in result.stdout
-
-
-def test_an_unreachable_server_fails_before_training(tmp_path):
-    port = free_port()  # nothing listens there
-    result = run_cli(f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
-    assert result.returncode == 1
-    assert f"Tracking server http://127.0.0.1:{port} is unreachable" in result.stderr
-    assert "Epoch" not in result.stdout and not (tmp_path / "mlruns").exists()

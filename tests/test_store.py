@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri
-from pipeline.tracking import default_tracking_uri, prepare_store, resolve_tracking_uri
+from conftest import compose_job, cost_history, runs_of, sqlite_uri, train_into
+from pipeline.config import validate
+from pipeline.errors import PipelineError
+from pipeline.stage import train
+from pipeline.tracking.store import default_tracking_uri, prepare_store, resolve_tracking_uri
 
 
-def test_tracking_uri_override_and_experiment_name(tmp_path):
+def test_tracking_uri_override_and_experiment_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     uri = sqlite_uri(tmp_path / "elsewhere")
-    result = run_cli(f"tracking.uri={uri}", "tracking.experiment=mine", "epochs=20", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    (run,) = runs_of(uri, "mine")
+    _, run = train_into(uri, "tracking.experiment=mine", "epochs=20")
+    (found,) = runs_of(uri, "mine")
+    assert found.info.run_id == run.info.run_id
     assert len(cost_history(uri, run.info.run_id)) == 21
     assert run.info.artifact_uri.startswith((tmp_path / "elsewhere" / "artifacts").as_uri())
-    assert not [key for key in run.data.params if key.startswith("tracking.")]
+    assert not [key for key in run.data.params if key.startswith(("tracking.", "sweep."))]
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_environment_variable_points_elsewhere(tmp_path):
+def test_environment_variable_points_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     uri = sqlite_uri(tmp_path / "from-env")
-    result = run_cli("epochs=20", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg, job = compose_job("epochs=20")
+    validate(cfg)
+    train(cfg, job)
     assert len(runs_of(uri)) == 1
     assert not (tmp_path / "mlruns").exists()
 
@@ -41,17 +48,17 @@ def test_prepare_store_is_idempotent(store):
     assert prepare_store(store, "twice") == prepare_store(store, "twice")
 
 
-def test_unreachable_server_is_one_clear_error_before_any_run(tmp_path):
-    result = run_cli("tracking.uri=http://127.0.0.1:9", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Tracking server http://127.0.0.1:9 is unreachable" in result.stderr
-    assert "Fix:" in result.stderr
-    assert "Epoch" not in result.stdout
-
-
-@pytest.mark.parametrize("uri", ["nosuchscheme://x", "sqlite:////proc/forbidden/mlflow.db"])
-def test_unusable_store_is_one_clear_error(tmp_path, uri):
-    result = run_cli(f"tracking.uri={uri}", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert "Fix: check tracking.uri or MLFLOW_TRACKING_URI" in result.stderr
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://127.0.0.1:9", "Tracking server http://127.0.0.1:9 is unreachable"),
+        ("nosuchscheme://x", "Tracking store error at nosuchscheme://x"),
+        ("sqlite:////proc/forbidden/mlflow.db", "Tracking store error at sqlite:////proc/"),
+    ],
+)
+def test_an_unusable_store_is_one_clear_error(uri, message):
+    with pytest.raises(PipelineError) as raised:
+        prepare_store(uri, "any")
+    assert message in str(raised.value)
+    assert "Fix:" in str(raised.value)
+    assert "\n" not in str(raised.value)

@@ -5,33 +5,32 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
-from conftest import ROOT
-from pipeline.config import register_configs
-from pipeline.console import Progress
-from pipeline.data import load_dataset
-from pipeline.training import UnreadEpochs, fit
+from pipeline.config import compose_config
+from pipeline.core.loop import UnreadEpochs, fit
+from pipeline.runtime.console import Progress
 
-
-def toy_config(*overrides: str):
-    """The default config (the reference experiment), composed by Hydra, with ``overrides``."""
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose("config", overrides=list(overrides))
-
-
-TOY = load_dataset(toy_config().data)
+TOY = instantiate(compose_config().data)
 
 
 def recorded_fit(batch_size: int | None, epochs: int = 300) -> list[tuple[int, dict]]:
-    cfg = toy_config(f"epochs={epochs}", f"batch_size={batch_size or 'null'}")
+    cfg = compose_config([f"epochs={epochs}", f"batch_size={batch_size or 'null'}"])
     torch.manual_seed(cfg.seed)
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr)
     rows = []
-    record = lambda epoch, metrics, ms: rows.append((epoch, metrics))  # noqa: E731
-    fit(model, optimizer, TOY, cfg, record, Progress(epochs))
+    fit(
+        model,
+        optimizer,
+        TOY,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        log_every=cfg.log_every,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        record=lambda epoch, metrics, ms: rows.append((epoch, metrics)),
+        progress=Progress(epochs),
+    )
     return rows
 
 

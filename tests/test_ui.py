@@ -1,6 +1,7 @@
-"""``python -m pipeline.ui``: no store is an error; over a real sweep, headless Chromium sees the
-runs table (the sweep's parent run, its 4 job runs nested under it), the compare view and the
-``cost`` chart."""
+"""``python -m pipeline.ui``: no store is an error; it reads the store while a parallel sweep
+writes it (no lock errors, nothing lost); over that sweep, headless Chromium sees the runs table
+(the sweep's parent run, its 4 job runs nested under it), the compare view and the ``cost``
+chart."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib.util
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, sqlite_uri, sweep_runs
-from servers import free_port, listening, live_members, start_server, stop_group
+from conftest import cost_history, run_cli, sqlite_uri, start_cli, sweep_runs
+from pipeline.tracking.store import prepare_store
+from servers import bound_addresses, free_port, listening, live_members, start_server, stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_FLAGS = [
@@ -36,8 +39,9 @@ CLOSE_ASSISTANT = (
     "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
 )
 SWEEP = ("-m", "optim.lr=0.01,0.1", "seed=1,2", "epochs=50")
+PARALLEL = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.flush_every_s=0.2")
 PARENT_NAME = "sweep " + " ".join(SWEEP[1:])
-NAMES = sorted(f"epochs=50,optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
+NAMES = sorted(f"optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
 TIMEOUT_MS = 30_000
 
 
@@ -54,21 +58,40 @@ def test_no_store_is_one_line_exit_2_and_nothing_created(tmp_path: Path, elsewhe
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A sweep in tmp_path's default store and ``python -m pipeline.ui`` over it: (base, URL)."""
-    swept = run_cli(*SWEEP, cwd=tmp_path)
-    assert swept.returncode == 0, swept.stderr
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """``python -m pipeline.ui`` on a fresh store, then a parallel sweep (joblib, 2 workers)
+    that writes it while this test reads it through the UI's REST API."""
+    cwd = tmp_path_factory.mktemp("ui")
+    uri = sqlite_uri(cwd / "mlruns")
+    experiment_id = prepare_store(uri, "softmax-regression")  # the store a user opens the UI on
     port = free_port()
-    log = tmp_path / "ui.log"
+    log = cwd / "ui.log"
     server = start_server(
-        [sys.executable, "-m", "pipeline.ui", "--port", str(port)], tmp_path, log, port
+        [sys.executable, "-m", "pipeline.ui", "--port", str(port)], cwd, log, port
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        bound = bound_addresses(port)
+        sweep = start_cli(*SWEEP, *PARALLEL, cwd=cwd)
+        reads = 0
+        while sweep.poll() is None:
+            request = urllib.request.Request(
+                f"{base}/api/2.0/mlflow/runs/search",
+                data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+            reads += 1
+            time.sleep(0.2)
+        stdout, stderr = sweep.communicate()
         printed = re.search(r"open (\S+)", log.read_text())
         assert printed, log.read_text()
-        yield base, printed.group(1)
+        yield {
+            "base": base, "url": printed.group(1), "bound": bound, "reads": reads, "uri": uri,
+            "sweep": (sweep.returncode, stdout, stderr), "log": log,
+        }  # fmt: skip
     finally:
         stop_group(server)
         assert not live_members(server.pid), "the UI left processes behind"
@@ -76,15 +99,31 @@ def ui(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 @pytest.mark.slow
+def test_the_ui_reads_while_a_parallel_sweep_writes(ui: dict):
+    status, stdout, stderr = ui["sweep"]
+    assert status == 0, stderr
+    assert ui["bound"] == {"127.0.0.1"}  # not exposed beyond this machine
+    assert ui["reads"] >= 3
+    for text in (stdout, stderr, ui["log"].read_text()):
+        assert "database is locked" not in text
+        assert "Traceback" not in text
+    parent, runs = sweep_runs(ui["uri"])
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in runs) == NAMES
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(len(cost_history(ui["uri"], r.info.run_id)) == 51 for r in runs)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no {CHROMIUM}: apt-get install chromium")
 @pytest.mark.skipif(
     importlib.util.find_spec("playwright") is None, reason="no playwright: pip install playwright"
 )
-def test_ui_shows_the_sweep(ui: tuple[str, str], tmp_path: Path):
+def test_ui_shows_the_sweep(ui: dict, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    base, printed_url = ui
-    parent, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
+    base, printed_url = ui["base"], ui["url"]
+    parent, runs = sweep_runs(ui["uri"])
     assert parent.info.run_name == PARENT_NAME
     assert sorted(r.info.run_name for r in runs) == NAMES
     ids = [r.info.run_id for r in runs]

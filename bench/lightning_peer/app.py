@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.data import TOY_FEATURES, TOY_LABELS  # the same toy set
+from pipeline.core.data import TOY_FEATURES, TOY_LABELS  # the same toy set
 
 
 class SoftmaxRegression(L.LightningModule):

@@ -1,4 +1,4 @@
-"""What a rerun needs to know about where a run ran: code version, library versions, machine."""
+"""What a rerun compares: the code version, library versions, machine and data of a run."""
 
 from __future__ import annotations
 

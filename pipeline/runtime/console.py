@@ -1,4 +1,4 @@
-"""What a run shows on the console: a live progress line on a terminal, and where to view it."""
+"""What a run shows on the console: a live progress line, on a terminal only."""
 
 from __future__ import annotations
 
@@ -39,11 +39,3 @@ class Progress:
             self.stream.write(CLEAR_LINE)
             self.stream.flush()
             self.shown = False
-
-
-def run_address(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to see the run: the server's page for it, or the local UI's after starting it."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/{page}"
-    return f"http://127.0.0.1:5000/{page} (start the UI with `python -m pipeline.ui`)"

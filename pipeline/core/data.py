@@ -1,17 +1,23 @@
-"""Datasets as in-memory tensors: loading, stratified splits, standardization statistics."""
+"""Datasets as in-memory tensors: the loaders that ``conf/data/*.yaml`` name as ``_target_``,
+stratified splits, standardization statistics and the data digest.
+
+Each loader takes its own options plus the split options every data file has
+(``val_fraction``, ``test_fraction``, ``split_seed``, ``standardize``) and returns a ``Dataset``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
-from pipeline.config import ConfigError, PipelineError
-from pipeline.csvfile import read_labelled_csv
+from pipeline.config.schema import BuiltinSet
+from pipeline.core.tables import Table, read_labelled_csv
+from pipeline.errors import DataError
 
 # The tutorial's toy set (../shared/reference/seed_softmax.py).
 TOY_FEATURES = [
@@ -25,10 +31,6 @@ TOY_FEATURES = [
     [1, 7, 7, 7],
 ]
 TOY_LABELS = [2, 2, 2, 1, 1, 1, 0, 0]
-
-
-class DataError(PipelineError):
-    """Data that cannot be trained on (too few samples per class for the split, ...)."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,15 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits, with the names of the classes and features."""
+    """Train, validation and test splits, the names of classes and features, and whether the
+    features are to be standardized (with the training split's statistics)."""
 
     train: Split
     val: Split | None
     test: Split | None
     class_names: list[str]
     feature_names: list[str]
+    standardize: bool = False
 
     @property
     def n_features(self) -> int:
@@ -85,60 +89,68 @@ class Dataset:
         return replace(self, train=fn(self.train), val=maybe(self.val), test=maybe(self.test))
 
 
-def toy(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def toy(**split: Any) -> Dataset:
+    """The tutorial's 8 samples, 4 features, 3 classes."""
     features = np.array(TOY_FEATURES, dtype=np.float32)
-    return features, np.array(TOY_LABELS), ["0", "1", "2"], [f"x{i}" for i in range(4)]
+    table = Table(features, np.array(TOY_LABELS), ["0", "1", "2"], [f"x{i}" for i in range(4)])
+    return make_dataset(table, **split)
 
 
-def builtin(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """scikit-learn's bundled iris, wine and digits sets."""
+def builtin(dataset: BuiltinSet | str, **split: Any) -> Dataset:
+    """scikit-learn's bundled iris, wine and digits sets (no download)."""
     from sklearn import datasets
 
-    bunch = getattr(datasets, f"load_{cfg.name}")()
+    name = BuiltinSet(dataset).value
+    bunch = getattr(datasets, f"load_{name}")()
     names = [str(name) for name in bunch.target_names]
-    return bunch.data.astype(np.float32), bunch.target, names, list(bunch.feature_names)
+    table = Table(bunch.data.astype(np.float32), bunch.target, names, list(bunch.feature_names))
+    return make_dataset(table, **split)
 
 
-def synthetic(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def synthetic(
+    n_samples: int, n_features: int, n_classes: int, separation: float, seed: int, **split: Any
+) -> Dataset:
     """Gaussian blobs: features = centre of the sample's class + standard normal noise."""
-    generator = torch.Generator().manual_seed(cfg.seed)
-    centres = torch.randn(cfg.n_classes, cfg.n_features, generator=generator) * cfg.separation
-    labels = torch.randint(cfg.n_classes, (cfg.n_samples,), generator=generator)
-    features = centres[labels] + torch.randn(cfg.n_samples, cfg.n_features, generator=generator)
-    names = [str(c) for c in range(cfg.n_classes)]
-    return features.numpy(), labels.numpy(), names, [f"x{i}" for i in range(cfg.n_features)]
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_classes, n_features, generator=generator) * separation
+    labels = torch.randint(n_classes, (n_samples,), generator=generator)
+    features = centres[labels] + torch.randn(n_samples, n_features, generator=generator)
+    names = [str(c) for c in range(n_classes)]
+    table = Table(features.numpy(), labels.numpy(), names, [f"x{i}" for i in range(n_features)])
+    return make_dataset(table, **split)
 
 
-def csv(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    table = read_labelled_csv(cfg.path, cfg.label, cfg.features, cfg.delimiter, cfg.header)
-    return table.features, table.labels, table.class_names, table.feature_names
+def csv(
+    path: str,
+    label: str,
+    features: list[str] | None,
+    delimiter: str,
+    header: bool,
+    **split: Any,
+) -> Dataset:
+    """The user's own CSV file: numeric feature columns and a label column."""
+    return make_dataset(read_labelled_csv(path, label, features, delimiter, header), **split)
 
 
-LOADERS = {
-    "toy": toy,
-    "iris": builtin,
-    "wine": builtin,
-    "digits": builtin,
-    "csv": csv,
-    "synthetic": synthetic,
-}
-
-
-def load_dataset(cfg: DictConfig) -> Dataset:
-    """Load the dataset that ``cfg`` (the ``data`` group) names, split as it says."""
-    if cfg.name not in LOADERS:
-        raise ConfigError(
-            f"Config error: unknown data.name {cfg.name!r}. Fix: use one of {sorted(LOADERS)}"
-        )
-    features, labels, class_names, feature_names = LOADERS[cfg.name](cfg)
-    train, val, test = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    take = lambda idx: Split(torch.from_numpy(features[idx]), torch.from_numpy(labels[idx]))  # noqa: E731
+def make_dataset(
+    table: Table,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.0,
+    split_seed: int = 0,
+    standardize: bool = False,
+) -> Dataset:
+    """``table`` split into stratified, seeded train/val/test sets."""
+    train, val, test = split_indices(table.labels, val_fraction, test_fraction, split_seed)
+    take = lambda idx: Split(  # noqa: E731
+        torch.from_numpy(table.features[idx]), torch.from_numpy(table.labels[idx])
+    )
     return Dataset(
         train=take(train),
         val=take(val) if len(val) else None,
         test=take(test) if len(test) else None,
-        class_names=class_names,
-        feature_names=feature_names,
+        class_names=table.class_names,
+        feature_names=table.feature_names,
+        standardize=standardize,
     )
 
 

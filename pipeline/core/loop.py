@@ -1,4 +1,8 @@
-"""One tracked training run: data, model, the training loop, evaluation and logging."""
+"""The training loop: one optimizer step per batch, metrics read in bulk, stops at a boundary.
+
+``fit`` is the whole loop; the rest is what one step and one epoch do, and how the per-epoch
+metrics are held until they are read.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,16 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from pipeline import interrupts
-from pipeline.config import Device, PipelineError, validate
-from pipeline.console import Progress, run_address
-from pipeline.data import Dataset, Split, load_dataset, standardization
-from pipeline.determinism import seed_everything
-from pipeline.evaluate import evaluate, log_test_report
-from pipeline.job import JobContext
-from pipeline.model import Standardize, build_model
-from pipeline.optim import build_optimizer
-from pipeline.provenance import provenance_tags
-from pipeline.redact import redact
-from pipeline.tracking import (
-    log_config,
-    log_model,
-    prepare_store,
-    resolve_tracking_uri,
-    tracked_run,
-)
+from pipeline.core.data import Dataset, Split
+from pipeline.core.evaluate import evaluate, predictions
+from pipeline.errors import PipelineError
+from pipeline.runtime import interrupts
+from pipeline.runtime.console import Progress
 
 log = logging.getLogger(__name__)
+
+Record = Callable[[int, dict[str, float], int], None]  # (epoch, metrics, time in ms)
 
 
 class DivergedError(PipelineError):
@@ -96,11 +88,6 @@ def train_epoch(
     return mean_cost, torch.stack(correct).sum()
 
 
-def predictions(logits: torch.Tensor) -> torch.Tensor:
-    """The predicted class along the last dim: ``argmax``'s result, a third faster on CPU."""
-    return logits.max(dim=-1).indices
-
-
 class UnreadEpochs:
     """Epochs whose cost and accuracy are still tensors, read together every so often.
 
@@ -153,18 +140,20 @@ def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     data: Dataset,
-    cfg: DictConfig,
-    record: Callable[[int, dict[str, float], int], None],
+    *,
+    epochs: int,
+    batch_size: int | None,
+    log_every: int,
+    generator: torch.Generator,
+    record: Record,
     progress: Progress,
 ) -> None:
-    """Train for epochs 0..cfg.epochs; ``record`` gets each epoch's metrics and time.
+    """Train for epochs 0..``epochs``; ``record`` gets each epoch's metrics and time.
 
     ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
     reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
+    ``generator`` shuffles the mini-batches.
     """
-    generator = torch.Generator().manual_seed(cfg.seed)
-    # Plain values: reading an OmegaConf node costs ~7 us, a tenth of a toy step's overhead.
-    epochs, batch_size, log_every, lr = cfg.epochs, cfg.batch_size, cfg.log_every, cfg.optim.lr
     unread = UnreadEpochs(data.train.labels)
 
     def report() -> None:
@@ -173,6 +162,7 @@ def fit(
             record(epoch, metrics, ms)
             cost = metrics["cost"]
             if not math.isfinite(cost):
+                lr = optimizer.param_groups[0]["lr"]
                 raise DivergedError(
                     f"Training diverged: cost is {cost} at epoch {epoch}. "
                     f"Fix: a smaller optim.lr (now {lr})"
@@ -196,69 +186,3 @@ def fit(
     except KeyboardInterrupt:
         report()  # keep the epochs trained before it
         raise
-
-
-def describe(cfg: DictConfig, data: Dataset) -> str:
-    """The run's description in the MLflow UI."""
-    sizes = "/".join(str(len(s)) for s in (data.train, data.val, data.test) if s is not None)
-    return (
-        f"{cfg.model.name} on {cfg.data.name} ({sizes} train/val/test samples, "
-        f"{data.n_features} features, {data.n_classes} classes); {cfg.optim.name} "
-        f"lr={cfg.optim.lr}, batch_size={cfg.batch_size}, {cfg.epochs} epochs, seed {cfg.seed}"
-    )
-
-
-def resolve_device(device: Device) -> torch.device:
-    if device == Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device.value)
-
-
-def train(cfg: DictConfig, job: JobContext | None = None) -> float:
-    """Validate, build, train and track one run.
-
-    Returns the objective a sweeper minimizes: the final validation cost when there is a
-    validation split, else the trained model's cost on the training split.
-    """
-    job = job or JobContext.current()
-    validate(cfg)
-    device = resolve_device(cfg.device)
-    data = load_dataset(cfg.data)
-    scaler = Standardize(*standardization(data.train)) if cfg.data.standardize else None
-    seed_everything(cfg.seed, cfg.threads)
-    model = build_model(cfg.model, data.n_features, data.n_classes)
-    optimizer = build_optimizer(cfg.optim, model.parameters())
-    uri = resolve_tracking_uri(cfg.tracking.uri)
-    experiment_id = prepare_store(uri, cfg.tracking.experiment)
-
-    run_name = cfg.tracking.run_name or job.run_name
-    tags = {
-        "mlflow.note.content": describe(cfg, data),
-        **provenance_tags(device, data.digest()),
-        **cfg.tracking.tags,
-    }
-    with tracked_run(experiment_id, run_name, job, cfg.tracking.flush_every_s, tags) as metrics:
-        log_config(cfg)
-        model.to(device)
-        inputs = (data.standardized(scaler) if scaler else data).to(device)
-        progress = Progress(cfg.epochs)
-        try:
-            fit(model, optimizer, inputs, cfg, metrics.log, progress)
-        finally:
-            progress.clear()
-        final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
-        if inputs.test is not None:
-            final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
-            log_test_report(model, inputs.test, data.class_names)
-        # What a sweeper minimizes: the validation cost, else the training cost.
-        final["objective"] = (
-            evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
-        )
-        metrics.log_summary(final)
-        deployable = torch.nn.Sequential(scaler, model) if scaler else model
-        log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
-    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", redact(run_name), summary)
-    address = run_address(uri, experiment_id, metrics.run_id)
-    log.info("Run id %s; view it at %s", metrics.run_id, address)
-    return final["objective"]

@@ -1,0 +1,30 @@
+"""Where to look at runs in the MLflow UI: the one place that builds its addresses."""
+
+from __future__ import annotations
+
+from pipeline.tracking.store import is_server
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `python -m pipeline.ui` serves by default
+
+
+def ui_root(host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The UI's base URL for a server bound to ``host`` (a wildcard bind is reached locally)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
+def experiment_page(root: str, experiment_id: str) -> str:
+    """The experiment's runs table, in the UI's "Machine learning" view."""
+    return f"{root.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def run_page(root: str, experiment_id: str, run_id: str) -> str:
+    return f"{root.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_address(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to see the run: the server's page for it, or the local UI's after starting it."""
+    if is_server(tracking_uri):
+        return run_page(tracking_uri, experiment_id, run_id)
+    page = run_page(LOCAL_UI, experiment_id, run_id)
+    return f"{page} (start the UI with `python -m pipeline.ui`)"

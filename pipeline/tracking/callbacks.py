@@ -1,0 +1,102 @@
+"""Hydra callbacks: a sweep's store, parent run and summary, in the process that launches it."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from pipeline.runtime.job import is_run_setting, override_key
+
+log = logging.getLogger(__name__)
+
+
+class SweepTracking(Callback):
+    """Before a sweep's jobs: the store, the experiment and the sweep's parent run.
+
+    Parallel jobs that race to create a fresh sqlite database crash; with the database,
+    experiment and parent run in place they only add runs, nested under the parent (its id
+    is left in the sweep dir, so jobs in other processes or on other machines find it).
+    After the jobs: a summary table, every cost curve and the best run, on the parent, and the
+    outcome in the sweep dir's ``sweep.json``; a failed job makes the exit status 1.
+    """
+
+    def __init__(self) -> None:
+        self.client: Any = None  # an MlflowClient, once a sweep starts
+        self.experiment_id = ""
+        self.parent_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
+
+        from pipeline.tracking import sweep
+        from pipeline.tracking.store import prepare_store, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(config.tracking.uri)
+        self.experiment_id = prepare_store(uri, config.tracking.experiment)
+        self.client = MlflowClient(tracking_uri=uri)
+        overrides = [o for o in config.hydra.overrides.task if not is_run_setting(override_key(o))]
+        self.parent_id = sweep.start_parent(
+            self.client,
+            self.experiment_id,
+            Path(config.hydra.sweep.dir),
+            overrides,
+            swept_keys(config),
+            _short_name(config.hydra.launcher),
+            _short_name(config.hydra.sweeper),
+        )
+        atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking import sweep
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results = sweep.collect(self.client, self.experiment_id, sweep_dir)
+        metric, direction = config.sweep.metric.name, config.sweep.direction.name
+        best = sweep.best(self.client, self.experiment_id, results, metric, direction)
+        sweep.log_summary(self.client, self.parent_id, results, best, metric)
+        optuna_results = sweep_dir / "optimization_results.yaml"
+        if optuna_results.exists():
+            self.client.log_artifact(self.parent_id, str(optuna_results))
+        log.info("Sweep summary (parent run %s):\n%s", self.parent_id, sweep.table(results))
+        if best is not None:
+            log.info(
+                "Best run by %s (%s): %s (%s)", metric, direction, best.run.info.run_name,
+                best.run_id,
+            )  # fmt: skip
+        failed = [r.num for r in results if r.status != "FINISHED"]
+        sweep.write_sweep_file(sweep_dir, jobs=len(results), failed_jobs=failed)
+        self._close("FAILED" if failed else "FINISHED")
+        if failed:  # the sweep's exit status (Hydra turns exceptions raised here into warnings)
+            print(
+                f"Sweep had failures: {len(failed)} of {len(results)} jobs did not finish "
+                f"(jobs {', '.join(map(str, failed))}; see the summary above)",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+
+    def _close(self, status: str) -> None:
+        """End the parent run once (the first call wins: normal end, or KILLED at exit)."""
+        if self.parent_id is None:
+            return
+        parent_id, self.parent_id = self.parent_id, None
+        self.client.set_terminated(parent_id, status)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """Keys that take several values in the sweep: from the command line or the sweeper's
+    ``params`` (``optim.lr=0.01,0.1``, ``tag(log, interval(1e-3, 1))``)."""
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [*config.hydra.overrides.task, *(f"{key}={value}" for key, value in params.items())]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return sorted({o.key_or_group for o in parsed if o.is_sweep_override()})
+
+
+def _short_name(node: DictConfig) -> str:
+    return str(node.get("_target_", "")).rsplit(".", 1)[-1]

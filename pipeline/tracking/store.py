@@ -1,0 +1,149 @@
+"""Where runs are stored: the tracking URI, opening or creating the store, finding a run.
+
+One line for every store problem (unreachable server, unopenable or read-only database, an
+unknown or deleted run), said before any run is created.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from mlflow.entities import Experiment, Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
+
+from pipeline.errors import PipelineError, first_line
+from pipeline.tracking.redact import redact
+
+STORE_DIR = "mlruns"
+STORE_ERRORS = (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError)
+
+
+def default_tracking_uri() -> str:
+    """The sqlite store under ./mlruns of the directory the user runs from."""
+    return f"sqlite:///{Path.cwd().resolve() / STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """``tracking.uri`` if set, else $MLFLOW_TRACKING_URI, else the default sqlite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def store_error(uri: str, err: BaseException) -> PipelineError:
+    """One line for a store that cannot be opened or written."""
+    while getattr(err, "orig", None) or err.__cause__ or err.__context__:  # the database's words
+        err = getattr(err, "orig", None) or err.__cause__ or err.__context__
+    return PipelineError(
+        f"Tracking store error at {redact(uri)}: {redact(first_line(err))}. "
+        "Fix: check tracking.uri or MLFLOW_TRACKING_URI (and that the store is writable)"
+    )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``?mode=ro`` and ``file:`` forms too)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0].removeprefix("file:")
+    return Path(database)
+
+
+def prepare_store(uri: str, experiment: str) -> str:
+    """Create the store and the experiment if needed (once, before any job); return its id."""
+    check_reachable(uri)
+    try:
+        found = _get_or_create_experiment(uri, experiment)
+    except STORE_ERRORS as err:
+        raise store_error(uri, err) from None
+    if found.lifecycle_stage != "active":
+        raise PipelineError(
+            f"Experiment {experiment!r} is deleted. Fix: restore it with "
+            f"`mlflow experiments restore --experiment-id {found.experiment_id}` "
+            "or pick another tracking.experiment"
+        )
+    return found.experiment_id
+
+
+def _get_or_create_experiment(uri: str, name: str) -> Experiment:
+    artifact_location = None
+    db_path = sqlite_path(uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        # Fail now, not after MLflow's connection retries (a minute and more).
+        sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=rwc", uri=True).close()
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        client.create_experiment(name, artifact_location=artifact_location)
+        found = client.get_experiment_by_name(name)
+    return found
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server must answer (any HTTP status) within 5 s."""
+    if not is_server(uri):
+        return
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    health = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
+    try:
+        urllib.request.urlopen(health, timeout=5)
+    except urllib.error.HTTPError:
+        pass  # the server answered: it is there
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise PipelineError(
+            f"Tracking server {redact(uri)} is unreachable ({reason}). "
+            "Fix: start it, or point tracking.uri elsewhere"
+        ) from None
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client for an existing store (to read runs); never creates one."""
+    check_reachable(uri)
+    db_path = sqlite_path(uri)
+    if db_path is not None and not db_path.is_file():
+        raise PipelineError(
+            f"No tracking store at {redact(uri)}. Fix: run from the directory you trained in, "
+            "or pass --tracking-uri (or set MLFLOW_TRACKING_URI)"
+        )
+    return MlflowClient(tracking_uri=uri)
+
+
+def fetch_run(client: MlflowClient, run_id: str) -> Run:
+    """The run ``run_id``; one line if it is unknown or deleted."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise PipelineError(
+            f"No run {run_id!r} in {redact(client.tracking_uri)}. "
+            "Fix: copy the run id from the MLflow UI, or point --tracking-uri at its store"
+        ) from None
+    if run.info.lifecycle_stage == "deleted":
+        raise PipelineError(
+            f"Run {run_id} is deleted. Fix: restore it with `mlflow runs restore --run-id {run_id}`"
+        )
+    return run
+
+
+def find_experiment(client: MlflowClient, name: str) -> Experiment | None:
+    """The active experiment ``name``, if the store has it."""
+    try:
+        found = client.get_experiment_by_name(name)
+    except STORE_ERRORS as err:
+        raise store_error(client.tracking_uri, err) from None
+    return found if found is not None and found.lifecycle_stage == "active" else None
