@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 
 from pipeline.config import CONF_DIR, register_configs, validate
 from pipeline.runtime.job import GROUPS, JobContext, run_name
+from pipeline.tracking.store import sqlite_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What ../shared/reference/seed_softmax.py prints (torch 2.13.0, CPU); bench/ has the script.
@@ -82,7 +83,13 @@ def sqlite_uri(directory: Path) -> str:
 
 
 def runs_of(uri: str, experiment: str = EXPERIMENT) -> list:
-    """All runs of the experiment, oldest first ([] when the store or experiment is absent)."""
+    """All runs of the experiment, oldest first ([] when the store or experiment is absent).
+
+    A sqlite store that does not exist yet is not opened: MLflow would create it (racing the
+    process under test) or wait a minute retrying."""
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        return []
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

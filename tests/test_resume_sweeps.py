@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import (
@@ -23,6 +24,9 @@ from conftest import (
     sweep_runs,
     train_into,
 )
+from pipeline.config import compose_config
+from pipeline.config.build import build
+from pipeline.core.loop import train_epoch
 
 JOB = ("data=iris", "batch_size=16", "epochs=2000")
 SWEEP = ("-m", "seed=1,2,3", *JOB, "checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")
@@ -79,19 +83,32 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
     assert len(job_runs(uri)) == 6  # every job ran again, as a new run
 
 
+def epochs_lasting(seconds: float, *config: str) -> int:
+    """How many epochs of ``config`` take about ``seconds`` on this machine, now."""
+    cfg = compose_config(list(config))
+    data = build("data", cfg.data)
+    model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
+    optimizer = build("optim", cfg.optim, params=model.parameters())
+    batches, start, epochs = torch.Generator(), time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        train_epoch(model, optimizer, data.train, cfg.batch_size, batches)
+        epochs += 1
+    return int(epochs * seconds / (time.perf_counter() - start))
+
+
 @pytest.mark.slow
 def test_a_submitit_job_past_its_time_limit_is_requeued_and_resumes_its_run(tmp_path):
     """submitit_local signals a job 30 s before its 1-minute limit: the job checkpoints, is
-    requeued, and the new attempt finishes the same run. Its history equals a run trained
-    without a stop (in this process, meanwhile)."""
-    config = (
-        "data=synthetic", "data.n_samples=50000", "data.val_fraction=0", "data.test_fraction=0",
-        "epochs=6000", "checkpoint.every_s=5",
-    )  # fmt: skip
+    requeued, and the next attempt continues the same run. Its history equals a run trained
+    without a stop (in this process, meanwhile). The run is sized to train for about 45 s here,
+    so the signal comes in the middle of it."""
+    data = ("data=synthetic", "data.n_samples=10000", "data.val_fraction=0",
+            "data.test_fraction=0")  # fmt: skip
+    config = (*data, f"epochs={epochs_lasting(45, *data)}", "log_every=5000")
     command = [sys.executable, "-m", "pipeline.train", "-m", *config]
     command += [
         "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
-        "+hydra.launcher.max_num_timeout=3",  # submitit requeues a timed-out job this often
+        "+hydra.launcher.max_num_timeout=5",  # submitit requeues a timed-out job this often
     ]  # fmt: skip
     with ThreadPoolExecutor(1) as pool:
         sweep = pool.submit(
@@ -105,11 +122,11 @@ def test_a_submitit_job_past_its_time_limit_is_requeued_and_resumes_its_run(tmp_
     parent, (run,) = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert run.info.status == "FINISHED"
-    assert run.data.tags["resume.count"] == "1"  # requeued once, the same run continued
+    assert int(run.data.tags["resume.count"]) >= 1  # requeued, and the same run continued
     expected = cost_history(sqlite_uri(tmp_path / "reference"), reference.info.run_id)
     assert cost_history(uri, run.info.run_id) == expected
-    logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*.err"))
-    assert "requeue" in logs.lower() or "timed-out" in logs.lower()
+    (log,) = tmp_path.glob("multirun/*/*/.submitit/*/*_log.out")
+    assert "this job is timed-out" in log.read_text()
 
 
 @pytest.mark.slow
