@@ -83,7 +83,8 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
     ) as metrics:
         log_config(cfg, job.choices)
         model.to(device)
-        inputs = (data.standardized(scaler) if scaler else data).to(device)
+        example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
+        inputs = (data.standardize_(scaler) if scaler else data).to(device)
         progress = Progress(cfg.epochs)
         try:
             fit(
@@ -109,7 +110,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         )
         metrics.log_summary(final)
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
-        log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
+        log_model(deployable.cpu(), example, data.class_names, data.feature_names)
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
     log.info("Run %r finished: %s", redact(run_name), summary)
     address = run_address(uri, experiment_id, metrics.run_id)
