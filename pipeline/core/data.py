@@ -18,7 +18,7 @@ import torch
 
 from pipeline.config.schema import BuiltinSet
 from pipeline.core.model import Standardize
-from pipeline.core.tables import Table, read_labelled_csv
+from pipeline.core.tables import Table, read_labelled_csv, read_labelled_parquet
 from pipeline.errors import DataError
 
 # The tutorial's toy set (../shared/reference/seed_softmax.py).
@@ -142,6 +142,11 @@ def csv(
 ) -> Dataset:
     """The user's own CSV file: numeric feature columns and a label column."""
     return make_dataset(read_labelled_csv(path, label, features, delimiter, header), **split)
+
+
+def parquet(path: str, label: str, features: list[str] | None, **split: Any) -> Dataset:
+    """The user's own Parquet file: numeric feature columns and a label column."""
+    return make_dataset(read_labelled_parquet(path, label, features), **split)
 
 
 def make_dataset(

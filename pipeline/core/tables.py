@@ -1,7 +1,8 @@
-"""The user's own tables (CSV files): read, with one clear error naming file, line and column.
+"""The user's own tables (CSV and Parquet files): read, with one clear error naming file, line
+(or row) and column.
 
-A file is parsed with numeric types first (pandas' C parser), so the checks are a few
-whole-column tests. Only a column that this parse could not read as numbers is looked at
+A file is parsed with numeric types first (pandas' C parser, or pyarrow), so the checks are a
+few whole-column tests. Only a column that this parse could not read as numbers is looked at
 cell by cell, to name its first bad cell exactly.
 """
 
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class TableError(DataError):
@@ -44,11 +47,31 @@ def read_labelled_csv(
     return _labelled_table(_read_csv(path, delimiter, header, text_column=label), label, features)
 
 
+def read_labelled_parquet(path: str | Path, label: str, features: list[str] | None) -> Table:
+    """A training Parquet file (see ``_labelled_table``); only the columns used are read."""
+    wanted = [label, *features] if features else None
+    return _labelled_table(_read_parquet(path, wanted), label, features)
+
+
 def read_feature_csv(
     path: str | Path, feature_names: list[str], delimiter: str = ",", header: bool = True
 ) -> pd.DataFrame:
     """Rows to predict from a CSV file (see ``_feature_table``)."""
     return _feature_table(_read_csv(path, delimiter, header), feature_names)
+
+
+def read_feature_parquet(path: str | Path, feature_names: list[str]) -> pd.DataFrame:
+    """Rows to predict from a Parquet file (see ``_feature_table``)."""
+    return _feature_table(_read_parquet(path), feature_names)
+
+
+def read_features(
+    path: str | Path, feature_names: list[str], delimiter: str = ",", header: bool = True
+) -> pd.DataFrame:
+    """Rows to predict from a Parquet file (by its suffix: .parquet, .pq) or a CSV file."""
+    if Path(path).suffix.lower() in PARQUET_SUFFIXES:
+        return read_feature_parquet(path, feature_names)
+    return read_feature_csv(path, feature_names, delimiter, header)
 
 
 @dataclass
@@ -104,6 +127,32 @@ def _read_csv(
         frame, path, "CSV", "line", 2 if header else 1, list(frame.columns),
         read_text=lambda: pd.read_csv(path, **options, dtype=str),
     )  # fmt: skip
+
+
+def _read_parquet(path: str | Path, wanted: list[str] | None = None) -> _Parsed:
+    """The ``wanted`` columns that the file has (all without ``wanted``)."""
+    import pyarrow.parquet as pq
+
+    path = _existing(path, "Parquet")
+    if path.stat().st_size == 0:
+        raise TableError(f"Parquet error: {path} is empty. Fix: give a file with rows")
+    try:
+        with pq.ParquetFile(path) as file:
+            index = (file.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+            columns = [c for c in file.schema_arrow.names if c not in index]  # not pandas' index
+            chosen = [c for c in dict.fromkeys(wanted or columns) if c in columns]
+            rows, table = file.metadata.num_rows, file.read(columns=chosen)
+        # One block per column: the numbers stay where Arrow read them (no second copy, as
+        # pandas.read_parquet makes), and Arrow's other buffers are freed as they are taken.
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise TableError(
+            f"Parquet error: {path} is not a Parquet file ({first_line(err).rstrip('.')}). "
+            "Fix: give a Parquet file (data=csv reads a CSV file)"
+        ) from None
+    if rows == 0:
+        raise TableError(f"Parquet error: {path} has no data rows. Fix: give a file with rows")
+    return _Parsed(frame, path, "Parquet", "row", 1, columns, read_text=lambda: frame)
 
 
 def _labelled_table(parsed: _Parsed, label: str, features: list[str] | None) -> Table:
