@@ -49,8 +49,13 @@ def read_labelled_csv(
 
 def read_labelled_parquet(path: str | Path, label: str, features: list[str] | None) -> Table:
     """A training Parquet file (see ``_labelled_table``); only the columns used are read."""
+    import pyarrow
+
     wanted = [label, *features] if features else None
-    return _labelled_table(_read_parquet(path, wanted), label, features)
+    table = _labelled_table(_read_parquet(path, wanted), label, features)
+    # Arrow's allocator (mimalloc) keeps the pages it freed: 380 MiB for a 1M x 20 file.
+    pyarrow.default_memory_pool().release_unused()
+    return table
 
 
 def read_feature_csv(
