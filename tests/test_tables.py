@@ -48,6 +48,22 @@ def test_bad_parquet_files_name_the_file_row_and_column(tmp_path, columns, messa
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(("text", "classes"), [
+    ("a, b, label\n1, 2, x\n 3,4,y\n", ["x", "y"]),  # blanks after delimiters are skipped
+    ('a,b,label\n1,2, "x,y"\n3,4,z\n', ["x,y", "z"]),  # a quoted field after a blank
+    ('a,b,label\n1, "2",x\n3,4,y\n', ["x", "y"]),  # a quoted number after a blank
+    ("a,b,label\n1,2,07\n3,4,7\n", ["07", "7"]),  # labels are text, as written
+])  # fmt: skip
+def test_blanks_quotes_and_labels_read_as_written(tmp_path, text, classes):
+    """The fast parse skips no blanks; where a blank could matter, the file is parsed again
+    skipping them, as it always was."""
+    (tmp_path / "t.csv").write_text(text)
+    table = read_labelled_csv(tmp_path / "t.csv", "label", None)
+    assert table.class_names == classes
+    assert table.feature_names == ["a", "b"]
+    assert table.features.tolist() == [[1, 2], [3, 4]]
+
+
 def test_csv_and_parquet_of_the_same_table_load_the_same(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({
