@@ -139,12 +139,12 @@ def _parse_csv(path: Path, options: dict[str, Any], dtype: dict | None) -> pd.Da
     ``skipinitialspace`` costs the parser a quarter of its time, and changes nothing unless a
     field starts with a blank (a number parses the same with or without them). So the file is
     parsed without it first, and again with it only if a column name or a text value starts
-    with a blank, or a row splits into more fields (a quoted field after a blank), or blanks
-    delimit the fields.
+    with a blank, or a row splits into more fields (a quoted field after a blank), or the
+    delimiter is a blank or more than one character (a regular expression).
     """
     with warnings.catch_warnings():  # a column of mixed types is reported cell by cell
         warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-        if not options["sep"].isspace():
+        if len(options["sep"]) == 1 and not options["sep"].isspace():
             try:
                 frame = pd.read_csv(path, **options | {"skipinitialspace": False}, dtype=dtype)
             except ValueError:  # the parse below raises it (ParserError, UnicodeDecodeError, ...)
