@@ -30,6 +30,11 @@ def summary(name: str, values: list[float], unit: str = "s", note: str = "") -> 
     return f"{line}   {note}" if note else line
 
 
+def ratio(measured: list[float], baseline: list[float]) -> list[float]:
+    """Each measured value over the baseline of its round."""
+    return [m / b for m, b in zip(measured, baseline, strict=True)]
+
+
 def interleaved(commands: list[list[str]], rounds: int) -> list[list[float]]:
     """Seconds of each command per round, in turn, in one fresh temp dir.
 

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import interleaved, summary
+from common import interleaved, ratio, summary
 
 HERE = Path(__file__).parent
 
@@ -46,10 +46,6 @@ def main() -> None:
     print(summary("ratio two-process floor/plain", ratio(two_process, plain), "x"))
     print(summary("ratio tracked/plain", ratio(tracked, plain), "x", "(target <= 1.3x)"))
     print(summary("tracked - floor", [t - f for t, f in zip(tracked, floor, strict=True)]))
-
-
-def ratio(measured: list[float], baseline: list[float]) -> list[float]:
-    return [m / b for m, b in zip(measured, baseline, strict=True)]
 
 
 if __name__ == "__main__":

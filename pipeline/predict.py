@@ -1,9 +1,10 @@
 """Predict with a logged model: ``python -m pipeline.predict MODEL INPUT [--output FILE]``.
 
 MODEL is a run id or an MLflow model URI (``runs:/ID/classifier``, ``models:/NAME@ALIAS``).
-Writes one row per input row: the predicted label (the original class name) and each class's
-probability, as CSV to ``--output`` or to stdout. Input columns are matched by the model's
-feature names, or by position when the count matches.
+INPUT is a CSV file, or a Parquet file (by its suffix: ``.parquet``, ``.pq``). Writes one row
+per input row: the predicted label (the original class name) and each class's probability, as
+CSV to ``--output`` or to stdout. Input columns are matched by the model's feature names, or by
+position when the count matches.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def load_classifier(model: str, uri: str) -> Any:
 
 
 def predict(model: str, input_path: str, uri: str, delimiter: str, header: bool) -> pd.DataFrame:
-    from pipeline.core.tables import read_feature_csv
+    from pipeline.core.tables import read_features
 
     classifier = load_classifier(model, uri)
     feature_names = classifier.metadata.get_input_schema().input_names()
-    features = read_feature_csv(input_path, feature_names, delimiter, header)
+    features = read_features(input_path, feature_names, delimiter, header)
     probabilities = classifier.predict(features)
     predicted = probabilities.idxmax(axis=1).rename("label")
     return pd.concat([predicted, probabilities.add_prefix("prob_")], axis=1)
@@ -57,10 +58,12 @@ def predict(model: str, input_path: str, uri: str, delimiter: str, header: bool)
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("predict", __doc__, EXAMPLE)
     parser.add_argument("model", metavar="MODEL", help="a run id, or runs:/... or models:/...")
-    parser.add_argument("input", metavar="INPUT", help="a CSV file of feature columns")
+    parser.add_argument(
+        "input", metavar="INPUT", help="a CSV or Parquet (.parquet, .pq) file of feature columns"
+    )
     parser.add_argument("--output", default=None, help="CSV file to write (default: stdout)")
-    parser.add_argument("--delimiter", default=",")
-    parser.add_argument("--no-header", action="store_true", help="the input has no header row")
+    parser.add_argument("--delimiter", default=",", help="of a CSV input")
+    parser.add_argument("--no-header", action="store_true", help="a CSV input has no header row")
     args = parser.parse_args(argv)
 
     from pipeline.tracking.store import resolve_tracking_uri

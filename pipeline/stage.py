@@ -168,7 +168,8 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         checkpoints = Checkpoints(client, run)
         if previous is None:
             log_config(cfg, job.choices)
-        inputs = (data.standardized(scaler) if scaler else data).to(device)
+        example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
+        inputs = (data.standardize_(scaler) if scaler else data).to(device)
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()  # the store then has every epoch the checkpoint has
@@ -202,7 +203,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         )
         metrics.log_summary(final)
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
-        log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
+        log_model(deployable.cpu(), example, data.class_names, data.feature_names)
         if not cfg.checkpoint.keep:
             checkpoints.remove()
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())

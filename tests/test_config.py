@@ -142,7 +142,7 @@ def test_every_config_group_file_composes_and_validates():
     assert groups == {"data", "model", "optim", "experiment", "debug"}
     for path in files:
         group, name = path.parent.name, path.stem
-        required = ["data.path=any.csv"] if name == "csv" else []
+        required = [f"data.path=any.{name}"] if name in ("csv", "parquet") else []
         validate(compose_config([f"{group}={name}", *required]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from pipeline.config import compose_config
 from pipeline.config.build import build
 from pipeline.core.data import Dataset, standardization
+from pipeline.core.model import Standardize
 from pipeline.core.tables import TableError, read_feature_csv, read_labelled_csv
 from pipeline.errors import DataError
 
@@ -60,14 +62,36 @@ def test_synthetic_is_seeded_and_sized():
     assert load("synthetic", **cfg).digest() == data.digest()
 
 
-def test_standardization_uses_the_training_split_only():
-    data = load("iris")
+def test_splits_share_one_copy_standardized_in_place_with_the_training_statistics():
+    data, digest = load("iris"), load("iris").digest()
+    storage = data.train.features.untyped_storage().data_ptr()
+    for split in (data.val, data.test):  # views of the same array: no copy per split
+        assert split.features.untyped_storage().data_ptr() == storage
     mean, std = standardization(data.train)
-    scaled = data.standardized(torch.nn.Sequential()).train.features  # identity keeps values
-    assert torch.equal(scaled, data.train.features)
     assert torch.allclose(mean, data.train.features.mean(0))
     assert not torch.allclose(mean, data.test.features.mean(0))
     assert (std > 0).all()
+    scaler = Standardize(mean, std)
+    expected = [scaler(split.features) for split in (data.train, data.val, data.test)]
+    scaled = data.standardize_(scaler)
+    assert scaled.train.features.untyped_storage().data_ptr() == storage
+    assert scaled.digest() == digest  # still that of the data as loaded
+    for split, values in zip((scaled.train, scaled.val, scaled.test), expected, strict=True):
+        assert torch.equal(split.features, values)  # bit for bit what the saved model computes
+
+
+@pytest.mark.parametrize(("choice", "digest"), [
+    ("iris", "222a5f8d576bbe1ab8757119e8f0a32b349b01d968b470b2b5259ccbaae418bb"),
+    ("toy", "b03983271113c314e1ccd4d32424721667c53a7201937731248d8744114c8618"),
+    ("synthetic", "f0b21fd11a9edbc820a6cd002f5accafd7a50b02a79e5b8842d3e7cc6e89d3a1"),
+])  # fmt: skip
+def test_the_digest_is_what_earlier_releases_recorded(choice, digest):
+    """Reruns compare it with the digest of runs recorded before the splits became views."""
+    data = load(choice)
+    assert data.digest() == digest
+    splits = [s for s in (data.train, data.val, data.test) if s is not None]
+    whole = b"".join(t.numpy().tobytes() for s in splits for t in (s.features, s.labels))
+    assert hashlib.sha256(whole).hexdigest() == digest
 
 
 def test_too_few_samples_per_class_to_split():

@@ -7,6 +7,7 @@ import importlib
 import signal
 import time
 
+import pandas as pd
 import pytest
 
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, sweep_runs, train_into
@@ -57,6 +58,10 @@ BAD_INPUTS = [
      HERE),
     (["data=csv", "data.path=oneclass.csv"], "train", "column 'label' has a single class ('0')",
      HERE),
+    (["data=parquet", "data.path=text.csv"], "train", "text.csv is not a Parquet file (Parquet",
+     HERE),
+    (["data=parquet", "data.path=text.parquet"], "train", "row 1, column 'b': 'x' is not a number",
+     HERE),
     (["tracking.uri=nosuchscheme://x"], "train", "Tracking store error at nosuchscheme://x", HERE),
     (["tracking.uri=http://127.0.0.1:9"], "train", "Tracking server http://127.0.0.1:9 is unre",
      HERE),
@@ -74,12 +79,14 @@ BAD_INPUTS = [
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory):
-    """A directory with one earlier FINISHED run in its default store, and the bad CSV files."""
+    """A directory with one earlier FINISHED run in its default store, and the bad CSV files
+    (and text.csv as Parquet)."""
     cwd = tmp_path_factory.mktemp("hardening")
     uri = sqlite_uri(cwd / "mlruns")
     train_into(uri, "epochs=20")
     for name, text in CSV_FILES.items():
         (cwd / name).write_text(text)
+    pd.read_csv(cwd / "text.csv", dtype=str).to_parquet(cwd / "text.parquet")
     (earlier,) = runs_of(uri)
     return cwd, uri, earlier
 

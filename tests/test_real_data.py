@@ -107,6 +107,17 @@ def test_predict_writes_labels_and_probabilities(iris_run, tmp_path, capfd):
     assert table["label"].tolist() == ["setosa", "virginica"]
 
 
+def test_predict_reads_a_parquet_input_like_a_csv_one(iris_run, tmp_path):
+    _, uri, run = iris_run
+    rows = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], columns=list("abcd"))
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    rows.to_parquet(tmp_path / "rows.pq")
+    from_csv = predict(run.info.run_id, str(tmp_path / "rows.csv"), uri, ",", True)
+    from_parquet = predict(run.info.run_id, str(tmp_path / "rows.pq"), uri, ",", True)
+    pd.testing.assert_frame_equal(from_parquet, from_csv)
+    assert from_parquet["label"].tolist() == ["setosa", "virginica"]
+
+
 def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
     rng = np.random.default_rng(0)
     kinds = np.repeat(["small", "large"], 20)

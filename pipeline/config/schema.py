@@ -85,6 +85,13 @@ class CsvDataConfig(DataConfig):
 
 
 @dataclass
+class ParquetDataConfig(DataConfig):
+    path: str = MISSING
+    label: str = MISSING
+    features: List[str] | None = MISSING
+
+
+@dataclass
 class SyntheticDataConfig(DataConfig):
     n_samples: int = MISSING
     n_features: int = MISSING
@@ -177,6 +184,7 @@ SCHEMAS = [
     ("data", "toy", ToyDataConfig),
     ("data", "builtin", BuiltinDataConfig),
     ("data", "csv", CsvDataConfig),
+    ("data", "parquet", ParquetDataConfig),
     ("data", "synthetic", SyntheticDataConfig),
     ("model", "softmax", SoftmaxModelConfig),
     ("model", "mlp", MlpModelConfig),

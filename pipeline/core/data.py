@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.config.schema import BuiltinSet
-from pipeline.core.tables import Table, read_labelled_csv
+from pipeline.core.model import Standardize
+from pipeline.core.tables import Table, read_labelled_csv, read_labelled_parquet
 from pipeline.errors import DataError
 
 # The tutorial's toy set (../shared/reference/seed_softmax.py).
@@ -68,21 +70,31 @@ class Dataset:
         return len(self.class_names)
 
     def digest(self) -> str:
-        """SHA-256 of every split's tensors, to tell whether two runs saw the same data."""
+        """SHA-256 of every split's tensors as loaded, to tell whether two runs saw the same
+        data (taken once, and kept: ``standardize_`` changes the tensors)."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         sha = hashlib.sha256()
         for split in (self.train, self.val, self.test):
-            if split is not None:
-                sha.update(split.features.numpy().tobytes())
-                sha.update(split.labels.numpy().tobytes())
+            if split is not None:  # hashed where the bytes lie: the splits are contiguous views
+                sha.update(np.ascontiguousarray(split.features.numpy()))
+                sha.update(np.ascontiguousarray(split.labels.numpy()))
         return sha.hexdigest()
 
     def to(self, device: torch.device) -> Dataset:
         return self._map(lambda split: split.to(device))
 
     @torch.no_grad()
-    def standardized(self, scaler: torch.nn.Module) -> Dataset:
-        """Every split's features through ``scaler`` (once, instead of at every forward pass)."""
-        return self._map(lambda split: Split(scaler(split.features), split.labels))
+    def standardize_(self, scaler: Standardize) -> Dataset:
+        """Every split's features standardized in place (once, instead of at every forward pass;
+        without a second copy of the data): ``self``."""
+        self.digest()  # of the data as loaded
+        for split in (self.train, self.val, self.test):
+            if split is not None:
+                scaler.forward_(split.features)
+        return self
 
     def _map(self, fn: Callable[[Split], Split]) -> Dataset:
         maybe = lambda split: fn(split) if split is not None else None  # noqa: E731
@@ -132,6 +144,11 @@ def csv(
     return make_dataset(read_labelled_csv(path, label, features, delimiter, header), **split)
 
 
+def parquet(path: str, label: str, features: list[str] | None, **split: Any) -> Dataset:
+    """The user's own Parquet file: numeric feature columns and a label column."""
+    return make_dataset(read_labelled_parquet(path, label, features), **split)
+
+
 def make_dataset(
     table: Table,
     val_fraction: float = 0.0,
@@ -139,15 +156,23 @@ def make_dataset(
     split_seed: int = 0,
     standardize: bool = False,
 ) -> Dataset:
-    """``table`` split into stratified, seeded train/val/test sets."""
+    """``table`` split into stratified, seeded train/val/test sets.
+
+    The splits are views of one copy of the features, its rows in train, val, test order (no
+    copy at all without held-out splits: then train is every row in order).
+    """
     train, val, test = split_indices(table.labels, val_fraction, test_fraction, split_seed)
-    take = lambda idx: Split(  # noqa: E731
-        torch.from_numpy(table.features[idx]), torch.from_numpy(table.labels[idx])
-    )
+    features, labels = table.features, table.labels
+    if len(val) or len(test):
+        order = np.concatenate([train, val, test])
+        features, labels = features[order], labels[order]
+    x, y = torch.from_numpy(features), torch.from_numpy(labels)
+    sizes = [len(train), len(val), len(test)]
+    splits = [Split(*pair) for pair in zip(x.split(sizes), y.split(sizes), strict=True)]
     return Dataset(
-        train=take(train),
-        val=take(val) if len(val) else None,
-        test=take(test) if len(test) else None,
+        train=splits[0],
+        val=splits[1] if len(val) else None,
+        test=splits[2] if len(test) else None,
         class_names=table.class_names,
         feature_names=table.feature_names,
         standardize=standardize,
