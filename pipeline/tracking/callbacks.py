@@ -50,6 +50,7 @@ class SweepTracking(Callback):
             swept_keys(config),
             _short_name(config.hydra.launcher),
             _short_name(config.hydra.sweeper),
+            (config.sweep.metric.name, config.sweep.direction.name),
         )
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 

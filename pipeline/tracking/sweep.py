@@ -51,6 +51,7 @@ def start_parent(
     swept: list[str],
     launcher: str,
     sweeper: str,
+    objective: tuple[str, str] = ("objective", "minimize"),  # sweep.metric, sweep.direction
 ) -> str:
     """Create the sweep's run and leave its id in the sweep dir, where every job finds it."""
     name = " ".join(["sweep", *overrides])
@@ -63,6 +64,8 @@ def start_parent(
             "sweep.dir": str(sweep_dir.resolve()),
             "sweep.launcher": launcher,
             "sweep.sweeper": sweeper,
+            "sweep.metric": objective[0],
+            "sweep.direction": objective[1],
             "hydra.overrides": redact(" ".join(overrides)),
         },
     )
