@@ -22,6 +22,7 @@ from pipeline.core.model import Standardize
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext
 from pipeline.tracking.addresses import run_address
+from pipeline.tracking.datasets import log_datasets
 from pipeline.tracking.models import log_model
 from pipeline.tracking.provenance import provenance_tags
 from pipeline.tracking.records import log_config, log_test_report
@@ -82,6 +83,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         flush_every_s=cfg.tracking.flush_every_s,
     ) as metrics:
         log_config(cfg, job.choices)
+        log_datasets(data, cfg.data, job.choices.get("data"))
         model.to(device)
         inputs = (data.standardized(scaler) if scaler else data).to(device)
         progress = Progress(cfg.epochs)
