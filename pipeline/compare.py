@@ -16,10 +16,14 @@ import math
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import cli
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 EXAMPLE = "python -m pipeline.compare 2fba20b9b0664e --sort test_accuracy --desc"
 KEY_METRICS = ("objective", "final_cost", "final_accuracy", "test_cost", "test_accuracy")
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_table(
-    client: Any, target: str | None, sort: str | None, desc: bool, all_params: bool
+    client: MlflowClient, target: str | None, sort: str | None, desc: bool, all_params: bool
 ) -> Table:
     """The runs ``target`` names, ranked, with the columns worth showing."""
     from pipeline.tracking import lookup
@@ -84,10 +88,10 @@ def build_table(
     descending = desc or (sort is None and objective.descending)
     runs = lookup.search_all(client, experiment_id, run_filter, lookup.ranked(metric, descending))
     if not any(metric in run.data.metrics for run in runs):
-        known = sorted({key for run in runs for key in run.data.metrics})
+        known = ", ".join(sorted({key for run in runs for key in run.data.metrics}))
         raise _error(f"No run in {what} has a metric {metric!r}", f"--sort one of {known}")
     order = "descending" if descending else "ascending"
-    if sort is None:
+    if sort is None and not desc:
         order = objective.direction
     title = f"{len(runs)} runs of {what}, by {metric} ({order})"
     params = param_columns(runs, all_params)
@@ -97,7 +101,7 @@ def build_table(
     return Table(title, params, metrics, [row(run, params, metrics) for run in runs])
 
 
-def select(client: Any, target: str | None) -> tuple[str, Any, str]:
+def select(client: MlflowClient, target: str | None) -> tuple[str, Run | None, str]:
     """(experiment id, the sweep's parent run or None, a description) that ``target`` names."""
     from pipeline.config import compose_config
     from pipeline.tracking import lookup
@@ -135,7 +139,7 @@ def select(client: Any, target: str | None) -> tuple[str, Any, str]:
     return parent.info.experiment_id, parent, _sweep_name(parent)
 
 
-def _sweep_name(parent: Any) -> str:
+def _sweep_name(parent: Run) -> str:
     return f"{parent.info.run_name!r} ({parent.info.run_id})"
 
 
@@ -143,7 +147,7 @@ def _error(what: str, fix: str) -> PipelineError:
     return PipelineError(f"{what}. Fix: {fix}")
 
 
-def param_columns(runs: list[Any], all_params: bool) -> list[str]:
+def param_columns(runs: list[Run], all_params: bool) -> list[str]:
     """The params whose values differ across ``runs`` (a missing param counts), or all."""
     keys = sorted({key for run in runs for key in run.data.params})
     if all_params:
@@ -151,7 +155,7 @@ def param_columns(runs: list[Any], all_params: bool) -> list[str]:
     return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
 
 
-def row(run: Any, params: list[str], metrics: list[str]) -> dict[str, Any]:
+def row(run: Run, params: list[str], metrics: list[str]) -> dict[str, Any]:
     return {
         "run": run.info.run_name,
         "status": run.info.status,

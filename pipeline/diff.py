@@ -8,9 +8,13 @@ exit status is 0 whether or not they differ; 2 for a bad run id or store.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline import cli
+
+if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 EXAMPLE = "python -m pipeline.diff 2b18c0ffee8156 d8f26bebfa4644"
 
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(client: Any, first: Any, second: Any) -> list[str]:
+def report(client: MlflowClient, first: Run, second: Run) -> list[str]:
     """The lines ``diff`` prints for runs ``first`` (A) and ``second`` (B)."""
     from pipeline.tracking.differences import changed, compare_costs, facts
 
@@ -45,7 +49,7 @@ def report(client: Any, first: Any, second: Any) -> list[str]:
     return lines
 
 
-def describe(run: Any) -> str:
+def describe(run: Run) -> str:
     return f"{run.info.run_id} {run.info.run_name!r} ({run.info.status})"
 
 
