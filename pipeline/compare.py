@@ -31,6 +31,8 @@ FORMATS = ("text", "md", "csv", "json")
 MISSING = "-"
 ELLIPSIS = "…"
 MIN_WIDTH = 4  # a column is never shortened below this (the ellipsis included)
+SHORT_TEXT = 12  # run names and params are shortened to this before the run id
+SHORT_ID = 13  # 12 characters of a run id and the ellipsis
 GAP = "  "
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -207,16 +209,19 @@ def markdown(header: list[str], cells: list[list[str]], numeric: list[bool]) -> 
 
 
 def text_table(header: list[str], cells: list[list[str]], numeric: list[bool], width: int) -> str:
-    """Columns padded to one width each, the widest shortened first until the lines fit
-    ``width``; numbers keep their digits (only their header is shortened) while anything else
-    can give way."""
+    """Columns padded to one width each and, to fit ``width``, shortened in steps: names and
+    params to ``SHORT_TEXT`` and numeric headers to their values' width, then the run id (the last
+    column) to ``SHORT_ID``, then anything to ``MIN_WIDTH``. Numbers keep their digits longest."""
     columns = list(zip(header, *cells, strict=True))
     natural = [max(map(len, column)) for column in columns]
-    floors = [
-        min(natural[i], max(MIN_WIDTH, *map(len, column[1:]))) if numeric[i] else MIN_WIDTH
-        for i, column in enumerate(columns)
+    values = [max(MIN_WIDTH, *map(len, column[1:])) for column in columns]
+    soft = [min(n, values[i] if numeric[i] else SHORT_TEXT) for i, n in enumerate(natural)]
+    steps = [
+        [*soft[:-1], natural[-1]],  # the run id whole
+        [*soft[:-1], min(natural[-1], SHORT_ID)],
+        [MIN_WIDTH] * len(natural),
     ]
-    widths = fit(natural, floors, width - len(GAP) * (len(header) - 1))
+    widths = fit(natural, steps, width - len(GAP) * (len(header) - 1))
     lines = []
     for line in [header, *cells]:
         shown = [
@@ -227,13 +232,13 @@ def text_table(header: list[str], cells: list[list[str]], numeric: list[bool], w
     return "\n".join(lines)
 
 
-def fit(widths: list[int], floors: list[int], budget: int) -> list[int]:
-    """Narrow the widest column by one character until the widths add up to ``budget``: first
-    down to each column's floor, then down to ``MIN_WIDTH``."""
+def fit(widths: list[int], steps: list[list[int]], budget: int) -> list[int]:
+    """Narrow the widest column by one character until the widths add up to ``budget``, down
+    to the first step's floors, then the next step's, ..."""
     widths = list(widths)
-    for lowest in (floors, [MIN_WIDTH] * len(widths)):
+    for floors in steps:
         while sum(widths) > budget:
-            movable = [i for i, w in enumerate(widths) if w > lowest[i]]
+            movable = [i for i, w in enumerate(widths) if w > floors[i]]
             if not movable:
                 break
             widths[max(movable, key=lambda i: widths[i])] -= 1
