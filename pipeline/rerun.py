@@ -12,18 +12,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import yaml
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.runtime.job import GROUPS, is_run_setting, override_key
+from pipeline.tracking import lookup
 from pipeline.tracking.differences import compare_costs, fact_differences
 from pipeline.tracking.records import flatten_dict
 from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
@@ -60,15 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The resolved config the run logged as ``config.yaml``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            raise PipelineError(
-                f"Run {run_id} has no recorded config.yaml: it was not made by "
-                "`python -m pipeline.train`. Fix: rerun a run that was"
-            ) from None
-        return yaml.safe_load(Path(path).read_text())
+    config = lookup.recorded_config(client, run_id)
+    if config is None:
+        raise PipelineError(
+            f"Run {run_id} has no recorded config.yaml: it was not made by "
+            "`python -m pipeline.train`. Fix: rerun a run that was"
+        )
+    return config
 
 
 def recorded_overrides(run: Run, config: dict[str, Any]) -> list[str]:
