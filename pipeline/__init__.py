@@ -1,8 +1,9 @@
 """Tracked softmax-regression experiments: PyTorch + Hydra + MLflow.
 
 The commands users run are the top-level modules (``python -m pipeline.<command>``):
-``train`` (a Hydra app; ``stage`` is what one run does), ``predict``, ``rerun``, ``resume``
-and ``ui``, which follow one command-line convention (``cli``). Below them:
+``train`` (a Hydra app; ``stage`` is what one run does), and ``predict``, ``rerun``, ``resume``,
+``ui``, ``compare``, ``diff`` and ``register``, which follow one command-line convention
+(``cli``). Below them:
 
 - ``config``: typed schemas for ``conf/`` and the value rules;
 - ``core``: data, models, the training loop and metrics (no MLflow);

@@ -8,6 +8,7 @@ used, is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -45,7 +46,11 @@ def run(main: Callable[[], int]) -> NoReturn:
     """Exit with ``main()``'s status; a PipelineError is its one line and status 2."""
     try:
         status = main()
+        sys.stdout.flush()
     except PipelineError as err:
         print(err, file=sys.stderr)
         status = EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
     sys.exit(status)

@@ -9,13 +9,12 @@ input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
+from pipeline.tracking.differences import compare_costs, fact_differences
 from pipeline.tracking.recorded import (
     hydra_value,
     merge,
@@ -26,7 +25,6 @@ from pipeline.tracking.recorded import (
 from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
 
 EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"
-FACT_PREFIXES = ("code.", "env.", "data.digest")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,60 +74,6 @@ def find_rerun(client: MlflowClient, original: Run) -> Run:
     if not found:
         raise PipelineError(f"The rerun of {original.info.run_id} left no run in the store.")
     return found[0]
-
-
-@dataclass(frozen=True)
-class CostComparison:
-    identical: int
-    total: int
-    first_difference: tuple[int, float, float] | None  # step, original, rerun
-    largest_difference: float
-
-    @property
-    def reproduced(self) -> bool:
-        return self.first_difference is None
-
-    def __str__(self) -> str:
-        if self.reproduced:
-            return f"reproduced: {self.identical}/{self.total} cost values identical"
-        step, was, now = self.first_difference
-        return (
-            f"NOT reproduced: {self.identical}/{self.total} cost values identical; first "
-            f"difference at step {step} ({was!r} -> {now!r}); largest absolute difference "
-            f"{self.largest_difference:.3g}"
-        )
-
-
-def compare_costs(client: MlflowClient, original: Run, rerun: Run) -> CostComparison:
-    """Compare the full per-epoch ``cost`` histories, value by value."""
-    was = _history(client, original.info.run_id)
-    now = _history(client, rerun.info.run_id)
-    steps = sorted(was.keys() | now.keys())
-    nan = float("nan")
-    differing = [s for s in steps if was.get(s, nan) != now.get(s, nan)]
-    largest = max((abs(was[s] - now[s]) for s in differing if s in was and s in now), default=0.0)
-    first = differing[0] if differing else None
-    return CostComparison(
-        identical=len(steps) - len(differing),
-        total=len(steps),
-        first_difference=None if first is None else (first, was.get(first), now.get(first)),
-        largest_difference=largest if differing else 0.0,
-    )
-
-
-def _history(client: MlflowClient, run_id: str) -> dict[int, float]:
-    return {m.step: m.value for m in client.get_metric_history(run_id, "cost")}
-
-
-def fact_differences(original: Run, rerun: Run) -> list[str]:
-    """Recorded environment facts (code, versions, machine, data) that differ."""
-    was = {k: v for k, v in original.data.tags.items() if k.startswith(FACT_PREFIXES)}
-    now = {k: v for k, v in rerun.data.tags.items() if k.startswith(FACT_PREFIXES)}
-    return [
-        f"{key}: {was.get(key, '(not recorded)')} -> {now.get(key, '(not recorded)')}"
-        for key in sorted(was.keys() | now.keys())
-        if was.get(key) != now.get(key)
-    ]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext, read_job, record_job
 from pipeline.tracking.addresses import run_address
 from pipeline.tracking.checkpoints import Checkpoints
+from pipeline.tracking.datasets import log_datasets
 from pipeline.tracking.identity import RUN_KEY_TAG, run_key
 from pipeline.tracking.models import log_model
 from pipeline.tracking.provenance import provenance_tags
@@ -168,6 +169,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         checkpoints = Checkpoints(client, run)
         if previous is None:
             log_config(cfg, job.choices)
+            log_datasets(data, cfg.data, job.choices.get("data"))
         example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
         inputs = (data.standardize_(scaler) if scaler else data).to(device)
 

@@ -151,6 +151,7 @@ LONGEST_FIRST = [
     "test_hardening.py",
     "test_ui.py",
     "test_rerun.py",
+    "test_best_run.py",
     "test_multirun.py",
     "test_lifecycle.py",
     "test_server.py",

@@ -56,7 +56,7 @@ def wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"the UI exited with {server.returncode}:\n{log.read_text()}")
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
                 if response.status == 200:
@@ -78,10 +78,16 @@ def bound_addresses(port: int) -> set[str]:
     return found
 
 
-def start_server(command: list[str], cwd: Path, log: Path, port: int) -> subprocess.Popen:
-    """Start ``command`` in a session of its own (output to ``log``); wait for its /health."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+def start_server(
+    command: list[str], cwd: Path, log: Path, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``command`` in a session of its own (output to ``log``), with this environment
+    less any tracking URI, plus ``env``; wait for its /health."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        **(env or {}),
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,24 @@ def test_iris_logs_validation_metrics_every_epoch_and_a_test_report(iris_run):
     assert set(pd.read_json(report).columns) >= {"setosa", "versicolor", "virginica"}
     png = client.download_artifacts(run.info.run_id, "confusion_matrix.png")
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_split_is_an_mlflow_dataset_found_by_its_digest(iris_run):
+    _, uri, run = iris_run
+    digest = run.data.tags["data.digest"][:32]
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"iris/train", "iris/validation", "iris/test"}
+    for name, context, rows in (("train", "training", 90), ("validation", "validation", 30),
+                                ("test", "testing", 30)):  # fmt: skip
+        dataset = inputs[f"iris/{name}"]
+        assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", context)]
+        assert dataset.dataset.digest == digest
+        assert dataset.dataset.source_type == "code"
+        assert json.loads(dataset.dataset.source) == {"tags": {"source": "sklearn:iris"}}
+        assert json.loads(dataset.dataset.profile)["features_shape"] == [rows, 4]
+    client = MlflowClient(tracking_uri=uri)
+    found = client.search_runs([run.info.experiment_id], f"datasets.digest = '{digest}'")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
 def test_lbfgs_matches_scikit_learn_unpenalized_multinomial(train_in_process):
@@ -128,6 +147,9 @@ def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
     uri = sqlite_uri(tmp_path / "mlruns")
     data = f"data.path={tmp_path / 'train.csv'}"
     _, run = train_into(uri, "data=csv", data, "data.label=kind", "epochs=200")
+    train_input = {i.dataset.name: i for i in run.inputs.dataset_inputs}["csv/train"]
+    assert train_input.dataset.source_type == "local"
+    assert json.loads(train_input.dataset.source) == {"uri": str(tmp_path / "train.csv")}
     (tmp_path / "new.csv").write_text("size,noise\n0.8,0.1\n9.5,-0.3\n")
     predicted = run_cli(run.info.run_id, "new.csv", cwd=tmp_path, module="pipeline.predict")
     assert predicted.returncode == 0, predicted.stderr

@@ -1,4 +1,5 @@
-"""A real ``mlflow server`` on loopback: a sweep logs to it over HTTP; checked via its REST API."""
+"""A real ``mlflow server`` on loopback: a sweep logs to it over HTTP (checked via its REST API);
+a run's model is registered through it and predicts by alias."""
 
 from __future__ import annotations
 
@@ -6,18 +7,21 @@ import json
 import sys
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, train_into
+from pipeline import register
+from pipeline.predict import predict
 from servers import free_port, listening, live_members, start_server, stop_group
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` (sqlite backend, artifacts served) on a free port; stopped by group."""
     port = free_port()
+    tmp_path = tmp_path_factory.mktemp("server")
     store = tmp_path / "server"
     store.mkdir()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -46,6 +50,7 @@ def rest(base: str, path: str, body: dict | None = None) -> dict:
 def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
     result = run_cli("-m", "optim.lr=0.01,0.1", "epochs=30", f"tracking.uri={server}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "View run" not in result.stdout + result.stderr  # only the pipeline's own lines
     assert not (tmp_path / "mlruns").exists()  # nothing went to a local store
     experiments = rest(server, "experiments/search?max_results=10")["experiments"]
     (experiment,) = [e for e in experiments if e["name"] == "softmax-regression"]
@@ -69,3 +74,19 @@ def test_a_sweep_logs_to_a_tracking_server(server, tmp_path):
         assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:/")
     address = f"view it at {server}/#/experiments/{experiment['experiment_id']}/runs/"
     assert address in result.stdout
+
+
+def test_register_through_the_server_and_predict_by_alias(server, tmp_path, capsys):
+    _, run = train_into(server, "data=iris", "epochs=20", "tracking.experiment=registered")
+    assert register.main([run.info.run_id, "--tracking-uri", server]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "as softmax-regression version 1, alias 'champion' (new)",
+        "models:/softmax-regression@champion",
+    ]
+    found = rest(server, "registered-models/alias?name=softmax-regression&alias=champion")
+    assert found["model_version"]["run_id"] == run.info.run_id
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n")
+    by_alias = predict("models:/softmax-regression@champion", str(rows), server, ",", True)
+    pd.testing.assert_frame_equal(by_alias, predict(run.info.run_id, str(rows), server, ",", True))

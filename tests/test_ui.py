@@ -1,7 +1,7 @@
 """``python -m pipeline.ui``: no store is an error; it reads the store while a parallel sweep
 writes it (no lock errors, nothing lost); over that sweep, headless Chromium sees the runs table
-(the sweep's parent run, its 4 job runs nested under it), the compare view and the ``cost``
-chart."""
+(the sweep's parent run, its 4 job runs nested under it, their datasets), the compare view and
+the ``cost`` chart."""
 
 from __future__ import annotations
 
@@ -155,6 +155,8 @@ def test_ui_shows_the_sweep(ui: dict, tmp_path: Path):
             for name in NAMES:
                 expect(page.get_by_text(name, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
             expect(rows).to_have_count(5)
+            digest = runs[0].data.tags["data.digest"][:32]  # the Dataset column: each job's data
+            expect(rows.get_by_text(f"toy/train ({digest})", exact=True)).to_have_count(4)
             names = page.locator(".ag-pinned-left-cols-container [role=row]")
             expect(names.first).to_contain_text(PARENT_NAME)  # the jobs are listed below it
             page.screenshot(path=shots["runs"])

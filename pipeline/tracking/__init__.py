@@ -1,7 +1,9 @@
 """MLflow: where runs are stored (``store``), a run's lifecycle (``runs``), what it records
-(``metrics``, ``records``, ``models``, ``provenance``, ``checkpoints``), secrets kept out
-(``redact``), which runs can be resumed (``resumable``, ``identity``, ``recorded``), sweeps'
-parent runs (``sweep``, ``callbacks``) and UI addresses (``addresses``)."""
+(``metrics``, ``records``, ``models``, ``provenance``, ``checkpoints``, ``datasets``), secrets
+kept out (``redact``), which runs can be resumed (``resumable``, ``identity``, ``recorded``),
+sweeps' parent runs (``sweep``, ``callbacks``), UI addresses (``addresses``), and for the
+commands that read runs: finding them (``lookup``), what differs between two (``differences``)
+and the Model Registry (``registry``)."""
 
 import os
 

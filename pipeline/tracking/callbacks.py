@@ -51,6 +51,7 @@ class SweepTracking(Callback):
             swept_keys(config),
             _short_name(config.hydra.launcher),
             _short_name(config.hydra.sweeper),
+            objective=(config.sweep.metric.name, config.sweep.direction.name),
             resume=config.sweep.resume,
         )
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end

@@ -9,18 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import yaml
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.config.params import flatten_dict, is_run_setting
 from pipeline.errors import PipelineError
 from pipeline.runtime.job import GROUPS, override_key
+from pipeline.tracking import lookup
 
 # Runs recorded before configs built objects from `_target_` named their group choice in the
 # config itself (data.name: iris); today's runs record the choices as params (data: iris).
@@ -29,15 +26,13 @@ LEGACY_CHOICE_KEYS = {group: f"{group}.name" for group in GROUPS}
 
 def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The resolved config the run logged as ``config.yaml``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            raise PipelineError(
-                f"Run {run_id} has no recorded config.yaml: it was not made by "
-                "`python -m pipeline.train`. Fix: use a run that was"
-            ) from None
-        return yaml.safe_load(Path(path).read_text())
+    config = lookup.recorded_config(client, run_id)
+    if config is None:
+        raise PipelineError(
+            f"Run {run_id} has no recorded config.yaml: it was not made by "
+            "`python -m pipeline.train`. Fix: use a run that was"
+        )
+    return config
 
 
 def recorded_overrides(run: Run, config: dict[str, Any]) -> list[str]:

@@ -53,6 +53,7 @@ def start_parent(
     launcher: str,
     sweeper: str,
     resume: bool,
+    objective: tuple[str, str] = ("objective", "minimize"),  # sweep.metric, sweep.direction
 ) -> str:
     """The sweep's run, its id left in the sweep dir where every job finds it: with ``resume``,
     the run of the last launch of the same sweep (``sweep.key``: overrides, sweeper, code)
@@ -62,6 +63,8 @@ def start_parent(
         "sweep.dir": str(sweep_dir.resolve()),
         "sweep.launcher": launcher,
         "sweep.sweeper": sweeper,
+        "sweep.metric": objective[0],
+        "sweep.direction": objective[1],
         "hydra.overrides": redact(" ".join(overrides)),
         SWEEP_KEY_TAG: key,
     }

@@ -1,0 +1,253 @@
+"""Compare runs in one table: ``python -m pipeline.compare [TARGET]``.
+
+TARGET is a sweep's parent run id, an experiment name, or nothing (the latest sweep in the
+default experiment). One row per run: its name, status, the params that vary across the rows
+(``--all``: every param), the key metrics and its id, best first by the sweep's objective
+(``--sort METRIC``: ascending, ``--desc``: descending). ``--format md|csv|json`` for reports and
+scripts; the plain table fits the terminal's width, long values shortened with an ellipsis.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline import cli
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+EXAMPLE = "python -m pipeline.compare 2fba20b9b0664e --sort test_accuracy --desc"
+KEY_METRICS = ("objective", "final_cost", "final_accuracy", "test_cost", "test_accuracy")
+FORMATS = ("text", "md", "csv", "json")
+MISSING = "-"
+ELLIPSIS = "…"
+MIN_WIDTH = 4  # a column is never shortened below this (the ellipsis included)
+SHORT_TEXT = 12  # run names and params are shortened to this before the run id
+SHORT_ID = 13  # 12 characters of a run id and the ellipsis
+GAP = "  "
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """What is compared (a title), the columns (params and metrics named), one row per run."""
+
+    title: str
+    params: list[str]
+    metrics: list[str]
+    rows: list[dict[str, Any]]  # run, status, each param (str), each metric (float), run_id
+
+    @property
+    def columns(self) -> list[str]:
+        return ["run", "status", *self.params, *self.metrics, "run_id"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("compare", __doc__, EXAMPLE)
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        nargs="?",
+        help="a sweep's parent run id, or an experiment name (default: the latest sweep)",
+    )
+    parser.add_argument("--all", action="store_true", help="every param, not only those that vary")
+    parser.add_argument("--sort", metavar="METRIC", help="sort by METRIC (default: the objective)")
+    parser.add_argument("--desc", action="store_true", help="sort in descending order")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
+    args = parser.parse_args(argv)
+
+    from pipeline.tracking.store import open_store, resolve_tracking_uri
+
+    client = open_store(resolve_tracking_uri(args.tracking_uri))
+    table = build_table(client, args.target, args.sort, args.desc, args.all)
+    width = shutil.get_terminal_size().columns
+    print(render(table, args.format, width))
+    return 0
+
+
+def build_table(
+    client: MlflowClient, target: str | None, sort: str | None, desc: bool, all_params: bool
+) -> Table:
+    """The runs ``target`` names, ranked, with the columns worth showing."""
+    from pipeline.tracking import lookup
+
+    experiment_id, parent, what = select(client, target)
+    run_filter = lookup.sweep_filter(parent) if parent else lookup.experiment_filter()
+    newest = client.search_runs([experiment_id], run_filter, max_results=1)
+    if not newest:
+        raise _error(f"No runs in {what}", "train some with `python -m pipeline.train -m ...`")
+    objective = lookup.objective(client, parent, newest[0])
+    metric = sort or objective.metric
+    descending = desc or (sort is None and objective.descending)
+    runs = lookup.search_all(client, experiment_id, run_filter, lookup.ranked(metric, descending))
+    if not any(metric in run.data.metrics for run in runs):
+        known = ", ".join(sorted({key for run in runs for key in run.data.metrics}))
+        raise _error(f"No run in {what} has a metric {metric!r}", f"--sort one of {known}")
+    order = "descending" if descending else "ascending"
+    if sort is None and not desc:
+        order = objective.direction
+    title = f"{len(runs)} runs of {what}, by {metric} ({order})"
+    params = param_columns(runs, all_params)
+    metrics = [k for k in KEY_METRICS if any(k in run.data.metrics for run in runs)]
+    if metric not in metrics:
+        metrics.append(metric)
+    return Table(title, params, metrics, [row(run, params, metrics) for run in runs])
+
+
+def select(client: MlflowClient, target: str | None) -> tuple[str, Run | None, str]:
+    """(experiment id, the sweep's parent run or None, a description) that ``target`` names."""
+    from pipeline.config import compose_config
+    from pipeline.tracking import lookup
+    from pipeline.tracking.store import fetch_run, find_experiment
+
+    if target is None:
+        name = compose_config().tracking.experiment
+        experiment = find_experiment(client, name)
+        parent = lookup.latest_sweep(client, experiment.experiment_id) if experiment else None
+        if parent is None:
+            raise _error(
+                f"No sweep in experiment {name!r}",
+                "run one with `python -m pipeline.train -m optim.lr=0.01,0.1`, or pass an "
+                "experiment name or a sweep's parent run id",
+            )
+        return parent.info.experiment_id, parent, _sweep_name(parent)
+    experiment = find_experiment(client, target)
+    if experiment is not None:
+        return experiment.experiment_id, None, f"experiment {target!r}"
+    if not RUN_ID.fullmatch(target):
+        raise _error(
+            f"No experiment {target!r} and no run with that id in the store",
+            "pass a sweep's parent run id (its summary prints it) or an experiment name",
+        )
+    parent = fetch_run(client, target)
+    nested = client.search_runs(
+        [parent.info.experiment_id], lookup.sweep_filter(parent), max_results=1
+    )
+    if not nested:
+        raise _error(
+            f"Run {target} is not a sweep's parent run (no runs are nested under it)",
+            "pass the sweep's parent run id (its summary prints it) or an experiment name; "
+            "`python -m pipeline.diff RUN_A RUN_B` compares two runs",
+        )
+    return parent.info.experiment_id, parent, _sweep_name(parent)
+
+
+def _sweep_name(parent: Run) -> str:
+    return f"{parent.info.run_name!r} ({parent.info.run_id})"
+
+
+def _error(what: str, fix: str) -> PipelineError:
+    return PipelineError(f"{what}. Fix: {fix}")
+
+
+def param_columns(runs: list[Run], all_params: bool) -> list[str]:
+    """The params whose values differ across ``runs`` (a missing param counts), or all."""
+    keys = sorted({key for run in runs for key in run.data.params})
+    if all_params:
+        return keys
+    return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
+
+
+def row(run: Run, params: list[str], metrics: list[str]) -> dict[str, Any]:
+    return {
+        "run": run.info.run_name,
+        "status": run.info.status,
+        **{key: run.data.params.get(key) for key in params},
+        **{key: run.data.metrics.get(key) for key in metrics},
+        "run_id": run.info.run_id,
+    }
+
+
+def render(table: Table, fmt: str, width: int) -> str:
+    if fmt == "json":
+        return json.dumps([_json_row(r) for r in table.rows], indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(table.columns)
+        writer.writerows([_csv_cell(r[c]) for c in table.columns] for r in table.rows)
+        return out.getvalue().rstrip("\n")
+    cells = [[_text_cell(r[c]) for c in table.columns] for r in table.rows]
+    numeric = [c in table.metrics for c in table.columns]
+    if fmt == "md":
+        return markdown(table.columns, cells, numeric)
+    return shorten(table.title, width) + "\n" + text_table(table.columns, cells, numeric, width)
+
+
+def _text_cell(value: Any) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _json_row(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity: null."""
+    finite = lambda v: not isinstance(v, float) or math.isfinite(v)  # noqa: E731
+    return {key: value if finite(value) else None for key, value in values.items()}
+
+
+def markdown(header: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
+    rule = ["---:" if n else "---" for n in numeric]
+    lines = [header, rule, *cells]
+    return "\n".join("| " + " | ".join(escape(c) for c in line) + " |" for line in lines)
+
+
+def text_table(header: list[str], cells: list[list[str]], numeric: list[bool], width: int) -> str:
+    """Columns padded to one width each and, to fit ``width``, shortened in steps: names and
+    params to ``SHORT_TEXT`` and numeric headers to their values' width, then the run id (the last
+    column) to ``SHORT_ID``, then anything to ``MIN_WIDTH``. Numbers keep their digits longest."""
+    columns = list(zip(header, *cells, strict=True))
+    natural = [max(map(len, column)) for column in columns]
+    values = [max(MIN_WIDTH, *map(len, column[1:])) for column in columns]
+    soft = [min(n, values[i] if numeric[i] else SHORT_TEXT) for i, n in enumerate(natural)]
+    steps = [
+        [*soft[:-1], natural[-1]],  # the run id whole
+        [*soft[:-1], min(natural[-1], SHORT_ID)],
+        [MIN_WIDTH] * len(natural),
+    ]
+    widths = fit(natural, steps, width - len(GAP) * (len(header) - 1))
+    lines = []
+    for line in [header, *cells]:
+        shown = [
+            shorten(cell, w).rjust(w) if n else shorten(cell, w).ljust(w)
+            for cell, w, n in zip(line, widths, numeric, strict=True)
+        ]
+        lines.append(GAP.join(shown).rstrip())
+    return "\n".join(lines)
+
+
+def fit(widths: list[int], steps: list[list[int]], budget: int) -> list[int]:
+    """Narrow the widest column by one character until the widths add up to ``budget``, down
+    to the first step's floors, then the next step's, ..."""
+    widths = list(widths)
+    for floors in steps:
+        while sum(widths) > budget:
+            movable = [i for i, w in enumerate(widths) if w > floors[i]]
+            if not movable:
+                break
+            widths[max(movable, key=lambda i: widths[i])] -= 1
+    return widths
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + ELLIPSIS
+
+
+if __name__ == "__main__":
+    cli.run(main)

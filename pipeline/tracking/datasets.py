@@ -1,0 +1,73 @@
+"""The run's data in MLflow's own terms: each split as a dataset input of the run.
+
+The UI's Dataset column shows them, and runs on the same data are found by digest:
+``search_runs(filter_string="datasets.digest = '<digest>'")``. Each split is a dataset named
+``<data>/<split>`` (``iris/train``, ``iris/validation``, ``iris/test``: the data choice, else the
+loader) with the context ``training``, ``validation`` or ``testing``, its shapes (profile) and
+tensor schema, and its source: the file for ``data.path`` (CSV), else a code source that names
+it (``sklearn:iris``, ``pipeline.core.data.toy``). Every split's digest is the first 32 hex
+characters of the run's ``data.digest`` tag (SHA-256 of all the splits, which a rerun
+compares): MLflow keeps at most 36, and one digest for the splits of one data set ties the three
+together.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig
+
+from pipeline.core.data import Dataset
+from pipeline.tracking.redact import redact
+
+DIGEST_LENGTH = 32
+SPLITS = (("train", "training"), ("validation", "validation"), ("test", "testing"))
+
+
+def dataset_digest(data_digest: str) -> str:
+    """The MLflow dataset digest of data whose ``data.digest`` tag is ``data_digest``."""
+    return data_digest[:DIGEST_LENGTH]
+
+
+def log_datasets(data: Dataset, data_cfg: DictConfig, choice: str | None) -> None:
+    """Log every split of ``data`` (built from ``data_cfg``, the group's ``choice``) as a
+    dataset input of the active run."""
+    run = mlflow.active_run()
+    digest = run.data.tags.get("data.digest") if run is not None else None
+    digest = dataset_digest(digest or data.digest())
+    name = choice or str(data_cfg.get("_target_", "data"))
+    source = data_source(data_cfg)
+    datasets, contexts = [], []
+    for (split_name, context), split in zip(SPLITS, (data.train, data.val, data.test), strict=True):
+        if split is None:
+            continue
+        datasets.append(
+            mlflow.data.from_numpy(
+                split.features.numpy(),
+                targets=split.labels.numpy(),
+                source=source,
+                name=f"{name}/{split_name}",
+                digest=digest,  # given: MLflow would otherwise hash the first 10,000 values
+            )
+        )
+        contexts.append(context)
+    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=[None] * len(datasets))
+
+
+def data_source(data_cfg: DictConfig) -> Any:
+    """Where the data comes from: its file, or a code source (``sklearn:iris``, a loader)."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    path = data_cfg.get("path")
+    if path:
+        with warnings.catch_warnings():  # two local-file sources are registered; same class
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            return resolve_dataset_source(redact(str(Path(path).resolve())))
+    dataset = data_cfg.get("dataset")
+    if dataset is not None:  # scikit-learn's bundled sets
+        return CodeDatasetSource({"source": f"sklearn:{getattr(dataset, 'value', dataset)}"})
+    return CodeDatasetSource({"source": redact(str(data_cfg.get("_target_", "unknown")))})
