@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import PipelineError, first_line
+from pipeline.tracking.database import check_database, is_postgres
 from pipeline.tracking.redact import redact
 
 STORE_DIR = "mlruns"
@@ -92,7 +93,9 @@ def _get_or_create_experiment(uri: str, name: str) -> Experiment:
 
 
 def check_reachable(uri: str) -> None:
-    """A tracking server must answer (any HTTP status) within 5 s."""
+    """A tracking server must answer (any HTTP status) within 5 s; PostgreSQL must let us in."""
+    if is_postgres(uri):
+        check_database(uri)
     if not is_server(uri):
         return
     parts = urllib.parse.urlsplit(uri)
