@@ -1,0 +1,92 @@
+"""PostgreSQL directly as the store (``tracking.uri=postgresql://...``, no server): parallel
+jobs on a fresh database, the password kept out of every file and the console, and one-line
+errors for a database that is down or refuses us."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs
+
+SEEDS = [str(seed) for seed in range(1, 9)]
+
+
+def without_password(uri: str, password: str) -> str:
+    return uri.replace(f":{password}@", "@")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="needs the cross-process lock around store creation (prepare_store): the lead's "
+    "change; 8 processes racing on a fresh database fail in MLflow's migrations without it",
+    strict=False,
+)
+def test_eight_processes_started_together_on_a_fresh_database_all_finish(postgres, tmp_path):
+    uri = postgres.create_database("race")
+    bare = without_password(uri, postgres.password)  # the password comes from PGPASSWORD
+    env = {"PGPASSWORD": postgres.password}
+    processes = [start_cli(f"seed={seed}", "epochs=20", f"tracking.uri={bare}", cwd=tmp_path,
+                           env=env) for seed in SEEDS]  # fmt: skip
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 8, "\n".join(errors)
+    runs = runs_of(uri)
+    assert sorted(r.data.params["seed"] for r in runs) == sorted(SEEDS)
+    assert [r.info.status for r in runs] == ["FINISHED"] * 8
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_on_a_fresh_database_finishes_and_keeps_the_password_out(
+    postgres, tmp_path
+):
+    uri = postgres.create_database("sweep")  # the password in the URI, on the command line
+    result = run_cli("-m", f"seed={','.join(SEEDS)}", "epochs=20", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=4", f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, runs = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert [r.info.status for r in runs] == ["FINISHED"] * 8
+    assert all(len(cost_history(uri, r.info.run_id)) == 21 for r in runs)
+
+    password = postgres.password
+    assert password not in result.stdout + result.stderr
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in
+              p.read_bytes()]  # fmt: skip
+    assert leaked == []  # multirun/ (Hydra's files), mlruns/ (the artifacts)
+    client = MlflowClient(uri)
+    for run in [parent, *runs]:
+        texts = [*run.data.params.values(), *run.data.tags.values(), run.info.run_name]
+        assert not any(password in text for text in texts)
+    config = client.download_artifacts(runs[0].info.run_id, "config.yaml", str(tmp_path / "dl"))
+    assert without_password(uri, password) in Path(config).read_text()  # where, not the secret
+
+
+STORE_ERRORS = [
+    ("wrong password", "postgresql://postgres:wrong@127.0.0.1:{port}/{db}",
+     "refused user 'postgres' (password authentication failed"),
+    ("down", "postgresql://postgres:{password}@127.0.0.1:{free}/{db}", "is unreachable"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+@pytest.mark.parametrize(("uri", "message"), [case[1:] for case in STORE_ERRORS],
+                         ids=[case[0] for case in STORE_ERRORS])  # fmt: skip
+def test_a_database_that_cannot_be_used_is_one_line_and_no_run(
+    postgres, tmp_path, uri, message, sweep
+):
+    from servers import free_port
+
+    good = postgres.create_database("errors")
+    database = good.rsplit("/", 1)[1]
+    uri = uri.format(port=postgres.port, free=free_port(), password=postgres.password, db=database)
+    args = ["-m", "seed=1,2"] if sweep else []
+    result = run_cli(*args, "epochs=5", f"tracking.uri={uri}", cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    assert message in output
+    assert "Fix:" in output
+    assert postgres.password not in output
+    assert runs_of(good) == []  # nothing created, nothing RUNNING
