@@ -3,7 +3,8 @@
     python bench/loop.py [--rounds 15] [--epochs 1000]
 
 Same data (the toy set), same model, optimizer, seed and epochs. "plain" is the reference
-script's loop; "tracked" is ``pipeline.core.loop.fit`` recording cost and accuracy at every epoch
+script's loop; "tracked" is ``pipeline.core.loop.fit`` recording cost and accuracy at every epoch,
+checkpointing as a run does by default (``checkpoint.every_s``, checked at every epoch),
 into the metric buffer of a real MLflow run (sqlite store in a temp dir), with the final flush
 timed separately. Interleaved; prints min/median/max and the median ratios.
 """
@@ -20,11 +21,16 @@ import torch.nn.functional as F
 from common import summary
 from mlflow.tracking import MlflowClient
 
+from pipeline.config import compose_config
+from pipeline.core.checkpoint import capture
 from pipeline.core.data import TOY_FEATURES, TOY_LABELS, Dataset, Split
 from pipeline.core.loop import fit
 from pipeline.runtime.console import Progress
+from pipeline.tracking.checkpoints import Checkpoints
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.tracking.store import prepare_store
+
+CHECKPOINT_EVERY_S = compose_config().checkpoint.every_s  # the default
 
 
 def plain_loop(x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
@@ -48,6 +54,13 @@ def tracked_loop(data: Dataset, epochs: int, client: MlflowClient, experiment_id
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     run = client.create_run(experiment_id)
     metrics = MetricBuffer(client, run.info.run_id, flush_every_s=5)
+    checkpoints = Checkpoints(client, run)
+    generator = torch.Generator().manual_seed(1)
+
+    def save(epoch: int) -> None:
+        metrics.flush()
+        checkpoints.save(capture(epoch, model, optimizer, generator))
+
     start = time.perf_counter()
     fit(
         model,
@@ -56,9 +69,11 @@ def tracked_loop(data: Dataset, epochs: int, client: MlflowClient, experiment_id
         epochs=epochs,
         batch_size=None,
         log_every=100,
-        generator=torch.Generator().manual_seed(1),
+        generator=generator,
         record=metrics.log,
         progress=Progress(epochs),
+        save=save,
+        save_every_s=CHECKPOINT_EVERY_S,
     )
     looped = time.perf_counter()
     metrics.flush()

@@ -1,13 +1,13 @@
 """Tracked softmax-regression experiments: PyTorch + Hydra + MLflow.
 
 The commands users run are the top-level modules (``python -m pipeline.<command>``):
-``train`` (a Hydra app; ``stage`` is what one run does), ``predict``, ``rerun`` and ``ui``,
-which follow one command-line convention (``cli``). Below them:
+``train`` (a Hydra app; ``stage`` is what one run does), ``predict``, ``rerun``, ``resume``
+and ``ui``, which follow one command-line convention (``cli``). Below them:
 
 - ``config``: typed schemas for ``conf/`` and the value rules;
 - ``core``: data, models, the training loop and metrics (no MLflow);
 - ``tracking``: the MLflow store, run lifecycle, what a run records, sweeps;
-- ``runtime``: the Hydra job, the console, signals.
+- ``runtime``: the Hydra job, the console, signals, the process a run lives in.
 """
 
 import sys

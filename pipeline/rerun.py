@@ -9,30 +9,24 @@ input.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.runtime.job import GROUPS, is_run_setting, override_key
-from pipeline.tracking.records import flatten_dict
+from pipeline.tracking.recorded import (
+    hydra_value,
+    merge,
+    recorded_config,
+    recorded_overrides,
+    train_again,
+)
 from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
 
 EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"
 FACT_PREFIXES = ("code.", "env.", "data.digest")
-# Runs recorded before configs built objects from `_target_` named their group choice in the
-# config itself (data.name: iris); today's runs record the choices as params (data: iris).
-LEGACY_CHOICE_KEYS = {group: f"{group}.name" for group in GROUPS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,60 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.reproduced else 1
 
 
-def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
-    """The resolved config the run logged as ``config.yaml``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            raise PipelineError(
-                f"Run {run_id} has no recorded config.yaml: it was not made by "
-                "`python -m pipeline.train`. Fix: rerun a run that was"
-            ) from None
-        return yaml.safe_load(Path(path).read_text())
-
-
-def recorded_overrides(run: Run, config: dict[str, Any]) -> list[str]:
-    """The run's group choices and every recorded value, as Hydra overrides."""
-    values = flatten_dict(config)
-    choices = {group: run.data.params[group] for group in GROUPS if group in run.data.params}
-    for group, legacy_key in LEGACY_CHOICE_KEYS.items():
-        legacy = values.pop(legacy_key, None)
-        if group not in choices and legacy is not None:
-            choices[group] = legacy
-    return [f"{group}={choice}" for group, choice in choices.items()] + [
-        f"{key}={hydra_value(value)}" for key, value in values.items() if not is_run_setting(key)
-    ]
-
-
 def launch(
     recorded: list[str], overrides: list[str], uri: str, experiment: str, original: Run
 ) -> None:
     """Train the recorded config (plus ``overrides``) as a new run, in a child process."""
-    overridden = {override_key(o) for o in overrides}
-    explicit = [o for o in recorded if override_key(o) not in overridden]
-    tracking = [  # the store comes through the environment: no password on a command line
+    tracking = [
         f"tracking.experiment={hydra_value(experiment)}",
         f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
         f"+tracking.tags.rerun_of={original.info.run_id}",
     ]
-    command = [sys.executable, "-m", "pipeline.train", *explicit, *overrides, *tracking]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    if subprocess.run(command, env=env).returncode != 0:
+    if train_again([*merge(recorded, overrides), *tracking], uri) != 0:
         raise PipelineError(f"The rerun of {original.info.run_id} failed (see above).")
-
-
-def hydra_value(value: Any) -> str:
-    """``value`` in Hydra's override syntax (strings quoted)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return repr(value)
 
 
 def find_rerun(client: MlflowClient, original: Run) -> Run:

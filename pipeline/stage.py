@@ -1,7 +1,9 @@
 """The training stage: one tracked run, from a validated config to a logged model.
 
-Build the data, model and optimizer from the config's ``_target_`` entries, train, evaluate,
-and record it all in MLflow. ``python -m pipeline.train`` calls ``train`` for each job.
+Build the data, model and optimizer from the config's ``_target_`` entries; decide whether this
+is a new run, an interrupted one to continue from its checkpoint, or (in a sweep) one already
+FINISHED; train, evaluate, and record it all in MLflow. ``python -m pipeline.train`` calls
+``train`` for each job.
 """
 
 from __future__ import annotations
@@ -10,24 +12,31 @@ import logging
 from dataclasses import dataclass
 
 import torch
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from pipeline.config.build import build
 from pipeline.config.schema import Device
+from pipeline.core import checkpoint
 from pipeline.core.data import Dataset, standardization
 from pipeline.core.determinism import seed_everything
 from pipeline.core.evaluate import evaluate, predicted_and_actual
 from pipeline.core.loop import fit
 from pipeline.core.model import Standardize
+from pipeline.errors import PipelineError
 from pipeline.runtime.console import Progress
-from pipeline.runtime.job import JobContext
+from pipeline.runtime.job import JobContext, read_job, record_job
 from pipeline.tracking.addresses import run_address
+from pipeline.tracking.checkpoints import Checkpoints
+from pipeline.tracking.identity import RUN_KEY_TAG, run_key
 from pipeline.tracking.models import log_model
 from pipeline.tracking.provenance import provenance_tags
 from pipeline.tracking.records import log_config, log_test_report
 from pipeline.tracking.redact import redact
-from pipeline.tracking.runs import tracked_run
-from pipeline.tracking.store import prepare_store, resolve_tracking_uri
+from pipeline.tracking.resumable import State, runs_with_key, state, why_not
+from pipeline.tracking.runs import RunStart, tracked_run
+from pipeline.tracking.store import fetch_run, prepare_store, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,60 @@ def resolve_device(device: Device) -> torch.device:
     return torch.device(device.value)
 
 
+def earlier_run(
+    client: MlflowClient, experiment_id: str, cfg: DictConfig, job: JobContext, key: str
+) -> Run | None:
+    """The run this job continues or has already done, if any: the run ``tracking.resume``
+    names; the run this job's dir records (a job requeued by its scheduler); in a sweep, a run
+    of the same experiment (``run.key``) that FINISHED or was interrupted."""
+    if cfg.tracking.resume:
+        return fetch_run(client, cfg.tracking.resume)
+    own = read_job(job.output_dir) if job.job_num is not None and job.output_dir else {}
+    if own.get("run_id"):
+        return fetch_run(client, own["run_id"])
+    if job.job_num is None or not cfg.sweep.resume:
+        return None
+    same = runs_with_key(client, experiment_id, key)
+    return next((r for r in same if state(r) == State.finished), None) or next(
+        (r for r in same if state(r) == State.interrupted), None
+    )
+
+
+def check_resumable(run: Run, data_digest: str) -> None:
+    """One line if ``run`` cannot be continued, or not with this data."""
+    if reason := why_not(run):
+        raise PipelineError(redact(reason))
+    if run.data.tags.get("data.digest") not in (None, data_digest):
+        raise PipelineError(
+            f"Run {run.info.run_id} was trained on other data (its data digest differs). "
+            f"Fix: rerun it as a new run: python -m pipeline.rerun {run.info.run_id}"
+        )
+
+
+def recorded_steps(client: MlflowClient, run: Run) -> dict[str, int]:
+    """The last step of each metric the run already has."""
+    return {
+        key: max(m.step for m in client.get_metric_history(run.info.run_id, key))
+        for key in run.data.metrics
+    }
+
+
+def done_before(run: Run, job: JobContext, cfg: DictConfig) -> Outcome:
+    """A run to resume, or a sweep job's experiment, that already FINISHED as ``run``: its
+    outcome, nothing trained."""
+    name = redact(run.info.run_name)
+    if cfg.tracking.resume:
+        log.info("Run %r (%s) is FINISHED: nothing to resume.", name, run.info.run_id)
+    else:
+        log.info(
+            "Job %s skipped: this configuration already FINISHED as run %r (%s)",
+            job.job_num, name, run.info.run_id,
+        )  # fmt: skip
+        record_job(job, run_id=run.info.run_id, status="FINISHED", reason="skipped: done before")
+    metrics = dict(run.data.metrics)
+    return Outcome(run.info.run_id, metrics, metrics[cfg.sweep.metric.name])
+
+
 def train(cfg: DictConfig, job: JobContext) -> Outcome:
     """Build, train, evaluate and track one run of a validated ``cfg``."""
     device = resolve_device(cfg.device)
@@ -66,24 +129,51 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
     scaler = Standardize(*standardization(data.train)) if data.standardize else None
     seed_everything(cfg.seed, cfg.threads)
     model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
+    model.to(device)  # before the optimizer exists, so that a restored state lands on the device
     optimizer = build("optim", cfg.optim, params=model.parameters())
+    batches = torch.Generator().manual_seed(cfg.seed)  # shuffles the mini-batches
     uri = resolve_tracking_uri(cfg.tracking.uri)
     experiment_id = prepare_store(uri, cfg.tracking.experiment)
+    client = MlflowClient(uri)
+    key = run_key(cfg, job.choices, data.digest())
 
-    run_name = cfg.tracking.run_name or job.run_name
-    tags = {**provenance_tags(device, data.digest()), **cfg.tracking.tags}
-    with tracked_run(
-        uri,
-        experiment_id,
-        job,
-        run_name=run_name,
+    previous = earlier_run(client, experiment_id, cfg, job, key)
+    if previous is not None and state(previous) == State.finished:
+        return done_before(previous, job, cfg)
+    start_epoch, tags = 0, {**provenance_tags(device, data.digest()), RUN_KEY_TAG: key}
+    if previous is not None:
+        check_resumable(previous, data.digest())
+        saved = Checkpoints(client, previous).load()
+        if saved is not None:
+            start_epoch = checkpoint.restore(saved, model, optimizer, batches) + 1
+        epochs_before = previous.data.tags.get("resume.epochs", "")
+        tags = {"resume.epochs": ",".join(filter(None, [epochs_before, str(start_epoch)]))}
+        log.info(
+            "Resuming run %r (%s) from epoch %d%s",
+            redact(previous.info.run_name),
+            previous.info.run_id,
+            start_epoch,
+            "" if saved else " (it has no checkpoint)",
+        )
+    start = RunStart(
+        run_name=previous.info.run_name if previous else cfg.tracking.run_name or job.run_name,
         description=describe(cfg, data, job),
-        tags=tags,
+        tags={**tags, **cfg.tracking.tags} if previous is None else tags,
         flush_every_s=cfg.tracking.flush_every_s,
-    ) as metrics:
-        log_config(cfg, job.choices)
-        model.to(device)
+        resume=previous,
+        recorded=recorded_steps(client, previous) if previous else None,
+    )
+    with tracked_run(uri, experiment_id, job, start) as metrics:
+        run = client.get_run(metrics.run_id)
+        checkpoints = Checkpoints(client, run)
+        if previous is None:
+            log_config(cfg, job.choices)
         inputs = (data.standardized(scaler) if scaler else data).to(device)
+
+        def save_checkpoint(epoch: int) -> None:
+            metrics.flush()  # the store then has every epoch the checkpoint has
+            checkpoints.save(checkpoint.capture(epoch, model, optimizer, batches))
+
         progress = Progress(cfg.epochs)
         try:
             fit(
@@ -93,9 +183,12 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,
                 log_every=cfg.log_every,
-                generator=torch.Generator().manual_seed(cfg.seed),
+                generator=batches,
                 record=metrics.log,
                 progress=progress,
+                start_epoch=start_epoch,
+                save=save_checkpoint,
+                save_every_s=cfg.checkpoint.every_s,
             )
         finally:
             progress.clear()
@@ -110,8 +203,10 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         metrics.log_summary(final)
         deployable = torch.nn.Sequential(scaler, model) if scaler else model
         log_model(deployable.cpu(), data.train.features[:2], data.class_names, data.feature_names)
+        if not cfg.checkpoint.keep:
+            checkpoints.remove()
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", redact(run_name), summary)
+    log.info("Run %r finished: %s", redact(start.run_name), summary)
     address = run_address(uri, experiment_id, metrics.run_id)
     log.info("Run id %s; view it at %s", metrics.run_id, address)
     return Outcome(metrics.run_id, final, final[cfg.sweep.metric.name])

@@ -38,8 +38,12 @@ def main(cfg: DictConfig) -> float:
     job = JobContext.current()
     if job.job_num is None:
         return run_job(cfg, job)
+    interrupts.install()  # in a job process of its own (submitit) too
     try:  # in a sweep, a failed job is recorded in its job dir and the others go on
         return run_job(cfg, job)
+    except interrupts.Stop as stop:
+        interrupts.hand_over(stop)  # a scheduler's signal: its handler requeues the job
+        raise
     except PipelineError as err:
         log.error("Job %d failed: %s", job.job_num, first_line(err))
         record_job(job, status="FAILED", reason=first_line(err))

@@ -42,8 +42,10 @@ def test_defaults_are_the_reference_experiment():
             "run_name": None,
             "tags": {},
             "flush_every_s": 5.0,
+            "resume": None,
         },
-        "sweep": {"metric": "objective", "direction": "minimize"},
+        "sweep": {"metric": "objective", "direction": "minimize", "resume": True},
+        "checkpoint": {"every_s": 60.0, "keep": False},
     }
     validate(cfg)
 

@@ -44,6 +44,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ),
     ("optim.eps", lambda v: v > 0, "> 0", "1e-8"),
     ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
+    ("checkpoint.every_s", lambda v: v > 0, "> 0", "60"),
     ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
 ]
 

@@ -18,7 +18,7 @@ from omegaconf import MISSING
 
 # Config nodes that say where and how a run is tracked, not what is trained: they are not
 # params, not part of a run's identity, and not in its name.
-RUN_SETTINGS = ("tracking", "sweep")
+RUN_SETTINGS = ("tracking", "sweep", "checkpoint")
 
 
 class Device(Enum):
@@ -141,12 +141,20 @@ class TrackingConfig:
     run_name: str | None = MISSING
     tags: Dict[str, str] = MISSING
     flush_every_s: float = MISSING
+    resume: str | None = MISSING  # a run id: continue that run (python -m pipeline.resume)
 
 
 @dataclass
 class SweepConfig:
     metric: SweepMetric = MISSING
     direction: Direction = MISSING
+    resume: bool = MISSING  # skip jobs already FINISHED, resume interrupted ones
+
+
+@dataclass
+class CheckpointConfig:
+    every_s: float = MISSING  # seconds of training between checkpoints
+    keep: bool = MISSING  # keep the last checkpoint once the run is FINISHED
 
 
 @dataclass
@@ -162,6 +170,7 @@ class Config:
     threads: int = MISSING
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = MISSING
+    checkpoint: CheckpointConfig = MISSING
 
 
 SCHEMAS = [

@@ -28,6 +28,8 @@ Record = Callable[[int, dict[str, float], int], None]  # (epoch, metrics, time i
 class DivergedError(PipelineError):
     """The cost became NaN or infinite."""
 
+    resumable = False  # resuming would diverge again: the run is FAILED for good
+
 
 def train_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
@@ -147,14 +149,20 @@ def fit(
     generator: torch.Generator,
     record: Record,
     progress: Progress,
+    start_epoch: int = 0,
+    save: Callable[[int], None] | None = None,
+    save_every_s: float = math.inf,
 ) -> None:
-    """Train for epochs 0..``epochs``; ``record`` gets each epoch's metrics and time.
+    """Train for epochs ``start_epoch``..``epochs``; ``record`` gets each epoch's metrics.
 
     ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
     reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
-    ``generator`` shuffles the mini-batches.
+    ``generator`` shuffles the mini-batches. ``save(epoch)`` checkpoints the state after
+    ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run.
     """
     unread = UnreadEpochs(data.train.labels)
+    done = start_epoch - 1  # the last epoch fully trained
+    next_save = time.monotonic() + save_every_s
 
     def report() -> None:
         """Record the held epochs and log every ``log_every``-th; stop at a non-finite cost."""
@@ -173,16 +181,26 @@ def fit(
 
     train, val = data.train, data.val
     try:
-        for epoch in range(epochs + 1):
+        for epoch in range(start_epoch, epochs + 1):
             cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
             val_metrics = {}
             if val is not None:
                 val_metrics = {f"val_{key}": value for key, value in evaluate(model, val).items()}
             unread.add(epoch, cost, outcome, val_metrics)
+            done = epoch
             progress.update(epoch, cost)
-            interrupts.check()
             if epoch % log_every == 0 or epoch == epochs or unread.full:
                 report()
-    except KeyboardInterrupt:
-        report()  # keep the epochs trained before it
+            if save and time.monotonic() >= next_save:
+                report()
+                save(epoch)
+                next_save = time.monotonic() + save_every_s
+            interrupts.check()
+    except interrupts.Stop:  # at an epoch boundary: keep what was trained, and a checkpoint
+        report()
+        if save and done >= start_epoch:
+            save(done)
+        raise
+    except KeyboardInterrupt:  # anywhere: keep the epochs trained before it
+        report()
         raise

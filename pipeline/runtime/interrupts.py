@@ -1,44 +1,67 @@
-"""Ctrl-C and SIGTERM stop a run at a safe point, so the tracking store stays consistent.
+"""Ctrl-C, SIGTERM and a scheduler's preemption signal stop a run at a safe point.
 
 An interrupt raised in the middle of a store write could leave a lock held and hang the
-cleanup. So while a run is open, the first SIGINT or SIGTERM is only noted; training stops
-at the next epoch boundary (``check``) and the run is closed as KILLED. A second signal, or
-one outside a run, interrupts at once.
+cleanup. So while a run is open, the first SIGINT, SIGTERM or SIGUSR2 is only noted; training
+stops at the next epoch boundary (``check`` raises ``Stop``), where a checkpoint is taken and
+the run is closed as KILLED. A second signal, or one outside a run, interrupts at once.
+
+SIGUSR2 is what Slurm and submitit send before a time limit or a preemption; submitit's own
+handler for it requeues the job. ``hand_over`` gives the signal to that handler once the run is
+closed, so the requeued job resumes the run from its checkpoint.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class Stop(KeyboardInterrupt):
+    """A signal asked the run to stop; raised at an epoch boundary."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class _State:
-    deferring = False
-    pending = False
+    def __init__(self) -> None:
+        self.deferring = False
+        self.pending: int | None = None  # the signal noted while deferring
+        self.previous: dict[int, Any] = {}  # handlers before ours (submitit's, in its jobs)
 
 
 _state = _State()
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM through this module (the CLI entry points call it)."""
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    """Route the stop signals through this module (in the main thread; else nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        current = signal.getsignal(signum)
+        if current is not _on_signal:
+            _state.previous[signum] = current
+            signal.signal(signum, _on_signal)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if _state.deferring and not _state.pending:
-        _state.pending = True
+    if _state.deferring and _state.pending is None:
+        _state.pending = signum
         return
-    raise KeyboardInterrupt
+    raise Stop(signum)
 
 
 @contextmanager
 def deferred() -> Iterator[None]:
     """Inside, a first signal is noted, not raised; it is raised on leaving if ``check`` didn't."""
-    _state.deferring, _state.pending = True, False
+    _state.deferring, _state.pending = True, None
     try:
         yield
     finally:
@@ -47,7 +70,15 @@ def deferred() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if a signal arrived since ``deferred`` began."""
-    if _state.pending:
-        _state.pending = False
-        raise KeyboardInterrupt
+    """Raise ``Stop`` if a signal arrived since ``deferred`` began."""
+    if _state.pending is not None:
+        signum, _state.pending = _state.pending, None
+        raise Stop(signum)
+
+
+def hand_over(stop: Stop) -> None:
+    """Give a SIGUSR2 to the handler installed before ours, if there was one: in a submitit
+    job, submitit's, which requeues the job and ends this process."""
+    previous: Callable[[int, FrameType | None], Any] | Any = _state.previous.get(stop.signum)
+    if stop.signum == signal.SIGUSR2 and callable(previous):
+        previous(stop.signum, None)

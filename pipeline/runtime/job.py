@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
-from pipeline.config.schema import RUN_SETTINGS
+from pipeline.config.params import is_run_setting
 
 SWEEP_FILE = "sweep.json"  # in a sweep's dir: its parent run and swept keys, for every job
 GROUPS = ("data", "model", "optim")  # config groups whose choice is a run param
@@ -18,11 +18,6 @@ GROUPS = ("data", "model", "optim")  # config groups whose choice is a run param
 def override_key(override: str) -> str:
     """``+optim.lr=0.1`` -> ``optim.lr``."""
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def is_run_setting(key: str) -> bool:
-    """Where and how a run is tracked (``tracking.*``, ``sweep.*``), not what it trains."""
-    return key.split(".", 1)[0] in RUN_SETTINGS
 
 
 def run_name(overrides: list[str] | tuple[str, ...], keys: set[str] | None = None) -> str:

@@ -1,5 +1,6 @@
 """MLflow: where runs are stored (``store``), a run's lifecycle (``runs``), what it records
-(``metrics``, ``records``, ``models``, ``provenance``), secrets kept out (``redact``), sweeps'
+(``metrics``, ``records``, ``models``, ``provenance``, ``checkpoints``), secrets kept out
+(``redact``), which runs can be resumed (``resumable``, ``identity``, ``recorded``), sweeps'
 parent runs (``sweep``, ``callbacks``) and UI addresses (``addresses``)."""
 
 import os

@@ -12,8 +12,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pipeline.config.params import is_run_setting
 from pipeline.errors import fatal_in_callback
-from pipeline.runtime.job import is_run_setting, override_key
+from pipeline.runtime.job import override_key
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class SweepTracking(Callback):
             swept_keys(config),
             _short_name(config.hydra.launcher),
             _short_name(config.hydra.sweeper),
+            resume=config.sweep.resume,
         )
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 

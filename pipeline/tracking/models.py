@@ -13,9 +13,8 @@ import pandas as pd
 import torch
 from mlflow.models import infer_signature
 
-import pipeline
+from pipeline.tracking.identity import PACKAGE_DIR
 
-PACKAGE_DIR = Path(pipeline.__file__).resolve().parent
 CLASSIFIER_CODE = Path(__file__).resolve().parent / "classifier.py"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
-from pathlib import Path
 
 import hydra
 import mlflow
@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 import pipeline
+from pipeline.tracking.identity import PACKAGE_ROOT, code_digest
 
-PACKAGE_ROOT = Path(pipeline.__file__).resolve().parents[1]
 
-
+@functools.cache
 def code_version() -> dict[str, str]:
     """The package version, plus the git commit and a dirty flag when run from a checkout."""
     tags = {"code.version": pipeline.__version__}
@@ -53,4 +53,5 @@ def environment(device: torch.device) -> dict[str, str]:
 
 def provenance_tags(device: torch.device, data_digest: str) -> dict[str, str]:
     """Every fact a rerun compares: code, environment and the training data's digest."""
-    return {**code_version(), **environment(device), "data.digest": data_digest}
+    code = {**code_version(), "code.digest": code_digest()}
+    return {**code, **environment(device), "data.digest": data_digest}

@@ -5,34 +5,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.config.params import params
 from pipeline.core.evaluate import class_report
-from pipeline.runtime.job import JobContext, is_run_setting
 from pipeline.tracking.redact import redact, redact_value
-
-
-def flatten_dict(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}"""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update(flatten_dict(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def params(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """The resolved config as {dotted.key: value}, less the run settings, plus the group choices
-    (``optim: sgd``): what a run logs as params."""
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    values = {k: v for k, v in flatten_dict(container).items() if not is_run_setting(k)}
-    return {**choices, **values}
 
 
 def log_config(cfg: DictConfig, choices: dict[str, str]) -> None:
@@ -41,17 +21,18 @@ def log_config(cfg: DictConfig, choices: dict[str, str]) -> None:
     mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
 
 
-def log_job_files(job: JobContext) -> None:
-    """The composed config (.hydra/) and the job's log file, secrets masked."""
-    if job.output_dir is None:
+def log_job_files(output_dir: Path | None, under: str = "") -> None:
+    """A job's composed config (``.hydra/*.yaml`` as ``hydra/``) and its log (``*.log``), from
+    its output dir, secrets masked, under the artifact dir ``under``."""
+    if output_dir is None:
         return
-    files = {f"hydra/{path.name}": path for path in (job.output_dir / ".hydra").glob("*.yaml")}
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.flush()
-            files[Path(handler.baseFilename).name] = Path(handler.baseFilename)
+    files = {f"hydra/{path.name}": path for path in (output_dir / ".hydra").glob("*.yaml")}
+    files |= {path.name: path for path in output_dir.glob("*.log")}
     for name, path in sorted(files.items()):
-        mlflow.log_text(redact(path.read_text(errors="replace")), name)
+        mlflow.log_text(redact(path.read_text(errors="replace")), f"{under}{name}")
 
 
 def log_test_report(predicted: np.ndarray, actual: np.ndarray, class_names: list[str]) -> None:

@@ -1,56 +1,131 @@
-"""A run's lifecycle: open it (nested under its sweep), and close it with the status that says
-what happened: FINISHED, FAILED (with the reason) or KILLED, its metrics and files written first.
+"""A run's lifecycle: open it (a new run nested under its sweep, or an interrupted one again),
+keep its heartbeat while it trains, and close it with the status that says what happened:
+FINISHED, FAILED (with the reason) or KILLED, its metrics and files written first.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import first_line
-from pipeline.runtime import interrupts
+from pipeline.runtime import interrupts, process
 from pipeline.runtime.job import JobContext, record_job
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.tracking.records import log_job_files
 from pipeline.tracking.redact import redact
+from pipeline.tracking.resumable import HEARTBEAT_S, HEARTBEAT_TAG, RESUMABLE_TAG
 from pipeline.tracking.store import STORE_ERRORS, store_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """How to open the run: a new one (``resume`` None) or ``resume`` again."""
+
+    run_name: str
+    description: str
+    tags: dict[str, str]
+    flush_every_s: float
+    resume: Run | None = None
+    recorded: dict[str, int] | None = None  # a resumed run's last step of each metric
+
+    @property
+    def attempt(self) -> int:
+        """1 for a new run, 2 for its first resumption, ..."""
+        return int(self.resume.data.tags.get("resume.count", 0)) + 2 if self.resume else 1
+
+
+def attempt_dir(attempt: int) -> str:
+    """Where an attempt's job files go among the run's artifacts."""
+    return "" if attempt == 1 else f"attempt-{attempt}/"
+
+
+def now_ms() -> str:
+    return str(int(time.time() * 1000))
+
+
+class Heartbeat:
+    """A thread that writes the run's ``process.heartbeat`` tag every ``HEARTBEAT_S``."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, args=(client, run_id), daemon=True)
+        self.thread.start()
+
+    def _beat(self, client: MlflowClient, run_id: str) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                client.set_tag(run_id, HEARTBEAT_TAG, now_ms())
+            except Exception:  # a missed beat is written at the next one
+                continue
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def _open(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> Run:
+    liveness = {**process.identity(), HEARTBEAT_TAG: now_ms()}
+    if job.output_dir is not None:
+        liveness["job.output_dir"] = str(job.output_dir)
+    if start.resume is not None:
+        return _reopen(client, start.resume, {**start.tags, **liveness})
+    job_tags = {"hydra.overrides": " ".join(job.overrides)}
+    if job.job_num is not None:
+        job_tags["hydra.job_num"] = str(job.job_num)
+    tags = {key: redact(str(value)) for key, value in {**job_tags, **start.tags}.items()}
+    return mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=redact(start.run_name),
+        parent_run_id=job.parent_run_id,  # nests the run under its sweep
+        description=redact(start.description),
+        tags={**tags, **liveness},
+    ).info
+
+
+def _reopen(client: MlflowClient, run: Run, tags: dict[str, str]) -> Run:
+    """The same run again, RUNNING: where it runs now, how often it was resumed; the last
+    attempt's job files, if it died before logging them; no failure of an earlier attempt."""
+    run_id, attempt = run.info.run_id, int(run.data.tags.get("resume.count", 0)) + 1
+    lost = Path(run.data.tags.get("job.output_dir", "/nonexistent"))
+    logged = {a.path for a in client.list_artifacts(run_id, attempt_dir(attempt).rstrip("/"))}
+    for tag in ("failure_reason", RESUMABLE_TAG):
+        if tag in run.data.tags:
+            client.delete_tag(run_id, tag)
+    info = mlflow.start_run(run_id=run_id, tags={**tags, "resume.count": str(attempt)}).info
+    if lost.is_dir() and not any(path.endswith(".log") for path in logged):
+        log_job_files(lost, attempt_dir(attempt))
+    return info
 
 
 @contextmanager
 def tracked_run(
-    uri: str,
-    experiment_id: str,
-    job: JobContext,
-    *,
-    run_name: str,
-    description: str,
-    tags: dict[str, str],
-    flush_every_s: float,
+    uri: str, experiment_id: str, job: JobContext, start: RunStart
 ) -> Iterator[MetricBuffer]:
-    """Open a run; on exit flush metrics, log the job's files and set FINISHED/FAILED/KILLED."""
-    job_tags = {"hydra.overrides": " ".join(job.overrides)}
-    if job.job_num is not None:
-        job_tags["hydra.job_num"] = str(job.job_num)
+    """Open the run; on exit flush metrics, log the job's files and set FINISHED/FAILED/KILLED."""
     mlflow.set_tracking_uri(uri)
     while mlflow.active_run():  # a run an earlier job in this (reused) worker left open
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+    client = MlflowClient(uri)
     with interrupts.deferred():
         try:
-            run = mlflow.start_run(
-                experiment_id=experiment_id,
-                run_name=redact(run_name),
-                parent_run_id=job.parent_run_id,  # nests the run under its sweep
-                description=redact(description),
-                tags={key: redact(str(value)) for key, value in {**job_tags, **tags}.items()},
-            )
+            info = _open(client, experiment_id, job, start)
         except STORE_ERRORS as err:
             raise store_error(uri, err) from None
-        record_job(job, run_id=run.info.run_id)
-        metrics = MetricBuffer(MlflowClient(uri), run.info.run_id, flush_every_s)
+        record_job(job, run_id=info.run_id)
+        metrics = MetricBuffer(client, info.run_id, start.flush_every_s, start.recorded)
+        heartbeat = Heartbeat(client, info.run_id)
         status = RunStatus.FAILED
         try:
             yield metrics
@@ -58,13 +133,20 @@ def tracked_run(
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
+            log.warning(
+                "Run %r (%s) stopped; continue it with `python -m pipeline.resume %s`",
+                redact(start.run_name), info.run_id, info.run_id,
+            )  # fmt: skip
             raise
         except Exception as err:
-            mlflow.set_tag("failure_reason", redact(first_line(err)))
+            reason = {"failure_reason": redact(first_line(err))}
+            reason[RESUMABLE_TAG] = str(getattr(err, "resumable", True)).lower()
+            mlflow.set_tags(reason)
             raise
         finally:
             try:
+                heartbeat.stop()
                 metrics.flush()
-                log_job_files(job)
+                log_job_files(job.output_dir, attempt_dir(start.attempt))
             finally:
                 mlflow.end_run(RunStatus.to_string(status))

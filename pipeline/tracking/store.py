@@ -12,8 +12,11 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.entities import Experiment, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -24,6 +27,7 @@ from pipeline.tracking.database import check_database, is_postgres
 from pipeline.tracking.redact import redact
 
 STORE_DIR = "mlruns"
+ADVISORY_LOCK = 0x6D6C666C  # "mlfl": the PostgreSQL advisory lock key of first use
 STORE_ERRORS = (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError)
 
 
@@ -76,20 +80,76 @@ def prepare_store(uri: str, experiment: str) -> str:
 
 
 def _get_or_create_experiment(uri: str, name: str) -> Experiment:
-    artifact_location = None
-    db_path = sqlite_path(uri)
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        # Fail now, not after MLflow's connection retries (a minute and more).
-        sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=rwc", uri=True).close()
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-        artifact_location = (db_path.parent / "artifacts" / slug).as_uri()
-    client = MlflowClient(tracking_uri=uri)
+    client = open_for_writing(uri)
     found = client.get_experiment_by_name(name)
     if found is None:
-        client.create_experiment(name, artifact_location=artifact_location)
-        found = client.get_experiment_by_name(name)
+        with first_use_lock(uri):  # two processes creating it at once would make two
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                client.create_experiment(name, artifact_location=artifact_location(uri, name))
+                found = client.get_experiment_by_name(name)
     return found
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Beside a sqlite store: ``<store dir>/artifacts/<experiment>``; else the store's default."""
+    db_path = sqlite_path(uri)
+    if db_path is None:
+        return None
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)
+    return (db_path.parent / "artifacts" / slug).as_uri()
+
+
+def open_for_writing(uri: str) -> MlflowClient:
+    """A client for the store ``uri``, which is created first if it does not exist.
+
+    Creating a store (its tables and schema migrations) is done by one process at a time, under
+    ``first_use_lock``: parallel first runs on a fresh directory or database do not collide. A
+    new sqlite store is built in a temporary file and renamed into place when complete, so a
+    crash while creating it leaves no half-made store behind.
+    """
+    db_path = sqlite_path(uri)
+    if db_path is not None:
+        if not db_path.exists():
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            with first_use_lock(uri):
+                if not db_path.exists():
+                    _create_sqlite_store(db_path)
+        return MlflowClient(tracking_uri=uri)
+    if is_server(uri):
+        return MlflowClient(tracking_uri=uri)
+    with first_use_lock(uri):  # another database: opening it the first time creates its tables
+        return MlflowClient(tracking_uri=uri)
+
+
+def _create_sqlite_store(db_path: Path) -> None:
+    building = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
+    # Fail now, not after MLflow's connection retries (a minute and more).
+    sqlite3.connect(f"{building.resolve().as_uri()}?mode=rwc", uri=True).close()
+    MlflowClient(tracking_uri=f"sqlite:///{building}")  # creates the tables
+    os.replace(building, db_path)
+
+
+@contextmanager
+def first_use_lock(uri: str) -> Iterator[None]:
+    """Held by one process at a time, per store: a lock file beside a sqlite store
+    (``filelock``), a session advisory lock in PostgreSQL; nothing for other stores."""
+    db_path = sqlite_path(uri)
+    if db_path is not None:
+        with FileLock(db_path.parent / f".{db_path.name}.lock"):
+            yield
+    elif uri.startswith(("postgresql:", "postgresql+", "postgres:")):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        with create_engine(uri, poolclass=NullPool).connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK})
+    else:
+        yield
 
 
 def check_reachable(uri: str) -> None:
@@ -124,7 +184,10 @@ def open_store(uri: str) -> MlflowClient:
             f"No tracking store at {redact(uri)}. Fix: run from the directory you trained in, "
             "or pass --tracking-uri (or set MLFLOW_TRACKING_URI)"
         )
-    return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except STORE_ERRORS as err:
+        raise store_error(uri, err) from None
 
 
 def fetch_run(client: MlflowClient, run_id: str) -> Run:

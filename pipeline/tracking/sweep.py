@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from mlflow.entities import Run
+from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime.job import SWEEP_FILE, read_job
+from pipeline.tracking.identity import SWEEP_KEY_TAG, sweep_key
 from pipeline.tracking.redact import redact
 
 
@@ -51,23 +52,36 @@ def start_parent(
     swept: list[str],
     launcher: str,
     sweeper: str,
+    resume: bool,
 ) -> str:
-    """Create the sweep's run and leave its id in the sweep dir, where every job finds it."""
-    name = " ".join(["sweep", *overrides])
-    if sweeper != "BasicSweeper":
-        name += f" ({sweeper})"
-    parent = client.create_run(
-        experiment_id,
-        run_name=redact(name),
-        tags={
-            "sweep.dir": str(sweep_dir.resolve()),
-            "sweep.launcher": launcher,
-            "sweep.sweeper": sweeper,
-            "hydra.overrides": redact(" ".join(overrides)),
-        },
+    """The sweep's run, its id left in the sweep dir where every job finds it: with ``resume``,
+    the run of the last launch of the same sweep (``sweep.key``: overrides, sweeper, code)
+    continued, so that its jobs' runs stay under one parent; else a new one."""
+    key = sweep_key(overrides, sweeper)
+    tags = {
+        "sweep.dir": str(sweep_dir.resolve()),
+        "sweep.launcher": launcher,
+        "sweep.sweeper": sweeper,
+        "hydra.overrides": redact(" ".join(overrides)),
+        SWEEP_KEY_TAG: key,
+    }
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
-    write_sweep_file(sweep_dir, parent_run_id=parent.info.run_id, swept=swept)
-    return parent.info.run_id
+    if resume and earlier:
+        parent_id = earlier[0].info.run_id
+        client.update_run(parent_id, status="RUNNING")
+        client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    else:
+        name = " ".join(["sweep", *overrides])
+        if sweeper != "BasicSweeper":
+            name += f" ({sweeper})"
+        parent_id = client.create_run(experiment_id, run_name=redact(name), tags=tags).info.run_id
+    write_sweep_file(sweep_dir, parent_run_id=parent_id, swept=swept)
+    return parent_id
 
 
 def write_sweep_file(sweep_dir: Path, **facts: object) -> None:

@@ -1,0 +1,128 @@
+"""Sweeps pick up where they stopped, and a cluster job past its time limit is requeued and
+resumes its own run; any number of first runs at once on a fresh store all finish."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import (
+    cli_env,
+    cost_history,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    start_cli,
+    sweep_runs,
+    train_into,
+)
+
+JOB = ("data=iris", "batch_size=16", "epochs=2000")
+SWEEP = ("-m", "seed=1,2,3", *JOB, "checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")
+
+
+def job_runs(uri: str) -> list:
+    return [r for r in runs_of(uri) if "sweep.dir" not in r.data.tags]
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
+    uri = sqlite_uri(tmp_path / "mlruns")
+    process = start_cli(*SWEEP, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(
+            r.info.run_name == "seed=2" and "progress.epoch" in r.data.tags for r in job_runs(uri)
+        ):
+            assert time.monotonic() < deadline, "the second job never started"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)  # it stops at an epoch boundary, with a checkpoint
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    first = {r.info.run_name: r for r in job_runs(uri)}
+    assert {name: r.info.status for name, r in first.items()} == {
+        "seed=1": "FINISHED",
+        "seed=2": "KILLED",
+    }
+
+    again = run_cli(*SWEEP, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    skipped = "Job 0 skipped: this configuration already FINISHED as run 'seed=1' ("
+    assert skipped + first["seed=1"].info.run_id in again.stdout
+    assert f"Resuming run 'seed=2' ({first['seed=2'].info.run_id}) from epoch" in again.stdout
+    parent, runs = sweep_runs(uri)  # one parent: the relaunch continued it
+    assert parent.info.status == "FINISHED"
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == ["seed=1", "seed=2", "seed=3"]  # one run per configuration
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert by_name["seed=2"].info.run_id == first["seed=2"].info.run_id
+    for run in runs:
+        history = MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, "cost")
+        assert sorted(m.step for m in history) == list(range(2001))
+    summary = MlflowClient(tracking_uri=uri).download_artifacts(
+        parent.info.run_id, "summary.txt", str(tmp_path)
+    )
+    assert len(Path(summary).read_text().strip().splitlines()) == 4  # a header, three jobs
+
+    forced = run_cli(*SWEEP, "sweep.resume=false", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "skipped" not in forced.stdout
+    assert len(job_runs(uri)) == 6  # every job ran again, as a new run
+
+
+@pytest.mark.slow
+def test_a_submitit_job_past_its_time_limit_is_requeued_and_resumes_its_run(tmp_path):
+    """submitit_local signals a job 30 s before its 1-minute limit: the job checkpoints, is
+    requeued, and the new attempt finishes the same run. Its history equals a run trained
+    without a stop (in this process, meanwhile)."""
+    config = (
+        "data=synthetic", "data.n_samples=50000", "data.val_fraction=0", "data.test_fraction=0",
+        "epochs=6000", "checkpoint.every_s=5",
+    )  # fmt: skip
+    command = [sys.executable, "-m", "pipeline.train", "-m", *config]
+    command += [
+        "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
+        "+hydra.launcher.max_num_timeout=3",  # submitit requeues a timed-out job this often
+    ]  # fmt: skip
+    with ThreadPoolExecutor(1) as pool:
+        sweep = pool.submit(
+            subprocess.run, command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        _, reference = train_into(sqlite_uri(tmp_path / "reference"), *config)
+        done = sweep.result()
+    assert done.returncode == 0, done.stderr
+    uri = sqlite_uri(tmp_path / "mlruns")
+    parent, (run,) = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["resume.count"] == "1"  # requeued once, the same run continued
+    expected = cost_history(sqlite_uri(tmp_path / "reference"), reference.info.run_id)
+    assert cost_history(uri, run.info.run_id) == expected
+    logs = "".join(p.read_text() for p in tmp_path.glob("multirun/*/*/.submitit/*/*.err"))
+    assert "requeue" in logs.lower() or "timed-out" in logs.lower()
+
+
+@pytest.mark.slow
+def test_eight_first_runs_at_once_on_a_fresh_directory_all_finish(tmp_path):
+    processes = [
+        start_cli(f"seed={seed}", "epochs=20", "log_every=10", cwd=tmp_path) for seed in range(1, 9)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    uri = sqlite_uri(tmp_path / "mlruns")
+    runs = runs_of(uri)  # the store opens
+    assert sorted(r.data.params["seed"] for r in runs) == [str(s) for s in range(1, 9)]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(len(cost_history(uri, r.info.run_id)) == 21 for r in runs)
+    assert [p.name for p in (tmp_path / "mlruns").glob(".*.new")] == []  # nothing half-made
