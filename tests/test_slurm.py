@@ -128,5 +128,6 @@ def test_the_preset_keeps_one_task_per_job_and_composes_without_a_cluster():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.tasks_per_node, launcher.cpus_per_task, launcher.mem_gb) == (1, 1, 4)
+    assert launcher.max_num_timeout == 3  # a timed-out job is requeued and resumes its run
     assert launcher.submitit_folder.endswith("/.submitit/%j")
     assert launcher.additional_parameters == {"export": "ALL"}

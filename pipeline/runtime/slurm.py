@@ -9,6 +9,7 @@ a partition that does not exist is one line that names the fix, and leaves no ru
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -61,15 +62,16 @@ def sbatch_options(launcher: DictConfig) -> list[str]:
             for option, value in options.items()]  # fmt: skip
 
 
-def check_cluster(launcher: DictConfig, tracking_uri: str) -> None:
+def check_cluster(launcher: DictConfig, tracking_uri: str | None) -> None:
     """Raise a one-line PipelineError unless Slurm would accept a job of this sweep; warn if
-    its jobs would write to a sqlite file."""
-    if tracking_uri.startswith("sqlite:"):
+    its jobs would write to a sqlite file (``tracking.uri`` null: the default one)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+    if uri.startswith("sqlite:"):
         log.warning(
             "Slurm jobs will write to %s: every node must see that file, and sqlite on a "
             "network filesystem can lose writes. Use a tracking server: "
             "tracking.uri=http://HOST:5000 (python -m pipeline.server)",
-            tracking_uri,
+            uri,
         )
     if shutil.which("sbatch") is None:
         raise PipelineError(

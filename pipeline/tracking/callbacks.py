@@ -36,15 +36,16 @@ class SweepTracking(Callback):
 
     @fatal_in_callback  # a store or cluster that cannot be used stops the sweep here
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.runtime import slurm
+
+        if slurm.is_slurm(config.hydra.launcher):  # first: before MLflow loads, before any run
+            slurm.check_cluster(config.hydra.launcher, config.tracking.uri)
         from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
 
-        from pipeline.runtime import slurm
         from pipeline.tracking import sweep
         from pipeline.tracking.store import prepare_store, resolve_tracking_uri
 
         uri = resolve_tracking_uri(config.tracking.uri)
-        if slurm.is_slurm(config.hydra.launcher):  # before the parent run: nothing to clean up
-            slurm.check_cluster(config.hydra.launcher, uri)
         self.experiment_id = prepare_store(uri, config.tracking.experiment)
         self.client = MlflowClient(tracking_uri=uri)
         overrides = [o for o in config.hydra.overrides.task if not is_run_setting(override_key(o))]
