@@ -17,14 +17,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-from servers import free_port
+from servers import free_port, listening
 
 IN_CI = os.environ.get("CI") == "true"
 TIMEOUT_S = 60  # for any one Slurm or PostgreSQL command: a down node makes srun wait forever
@@ -77,7 +77,13 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 
         process.wait(grace_s)
 
 
-def wait_for(ready, what: str, log: Path, process: subprocess.Popen, timeout_s: float = 60):
+def wait_for(
+    ready: Callable[[], bool],
+    what: str,
+    log: Path,
+    process: subprocess.Popen,
+    timeout_s: float = 60,
+) -> None:
     """Poll ``ready()`` until true; fail with the log if ``process`` dies or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -87,11 +93,6 @@ def wait_for(ready, what: str, log: Path, process: subprocess.Popen, timeout_s: 
             return
         time.sleep(0.2)
     unavailable(f"{what} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 # PostgreSQL ---------------------------------------------------------------------------------
@@ -166,7 +167,11 @@ def start_postgres() -> Postgres:
     if done.returncode != 0:
         unavailable(f"initdb failed:\n{done.stdout}{done.stderr}")
     server = Postgres(root, free_port(), password)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 

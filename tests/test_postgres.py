@@ -4,13 +4,18 @@ errors for a database that is down or refuses us."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs, train_into
+from pipeline.config import CONF_DIR, register_configs
 from pipeline.errors import PipelineError
+from pipeline.tracking.secrets import move_password
 from servers import free_port
 
 SEEDS = [str(seed) for seed in range(1, 9)]
@@ -86,3 +91,19 @@ def test_a_database_that_cannot_be_used_is_one_line_and_no_run(postgres, tmp_pat
     for output in (str(raised.value), sweep.stdout, sweep.stderr):
         assert postgres.password not in output
     assert runs_of(good) == []  # nothing created, nothing RUNNING
+
+
+def test_a_password_in_tracking_uri_moves_to_pgpassword_before_hydra_writes(monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)  # restored after the test
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(
+            "config",
+            overrides=["tracking.uri=postgresql://mlflow:p%40ss-w0rd@db:5432/runs", "seed=2"],
+            return_hydra_config=True,
+        )
+    move_password(cfg)
+    assert os.environ["PGPASSWORD"] == "p@ss-w0rd"  # percent-decoded, as libpq wants it
+    assert cfg.tracking.uri == "postgresql://mlflow@db:5432/runs"
+    assert "tracking.uri=postgresql://mlflow@db:5432/runs" in cfg.hydra.overrides.task
+    assert "w0rd" not in OmegaConf.to_yaml(cfg)  # what Hydra saves in .hydra/ and multirun.yaml
