@@ -26,19 +26,21 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def parser(module: str, doc: str, example: str) -> Parser:
-    """A parser for ``python -m pipeline.<module>``: the doc's first line, then an example."""
+def parser(module: str, doc: str, example: str, tracking_uri: bool = True) -> Parser:
+    """A parser for ``python -m pipeline.<module>``: the doc's first line, then an example;
+    with ``--tracking-uri`` unless the command does not read runs (``server``)."""
     built = Parser(
         prog=f"python -m pipeline.{module}",
         description=doc.strip().splitlines()[0],
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    built.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="the store (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)",
-    )
+    if tracking_uri:
+        built.add_argument(
+            "--tracking-uri",
+            default=None,
+            help="the store (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)",
+        )
     return built
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from hydra.errors import CompactHydraException
+
+Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 class PipelineError(CompactHydraException):
@@ -21,3 +28,21 @@ def first_line(err: BaseException) -> str:
     """An exception as one line: its message's first line, or its type."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def fatal_in_callback(method: Method) -> Method:
+    """For a Hydra callback method: a PipelineError is its one line and exit status 1.
+
+    Hydra turns a callback's exceptions into warnings and carries on (a sweep would launch its
+    jobs anyway); SystemExit passes through.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except PipelineError as err:
+            print(err, file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]

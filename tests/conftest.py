@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,32 @@ def train_in_process(tmp_path_factory: pytest.TempPathFactory) -> TrainInProcess
     return run
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL cluster for this test worker (tests/services.py); each test creates its own
+    fresh database with ``postgres.create_database()``."""
+    from services import postgres_cluster
+
+    with postgres_cluster() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[Any]:
+    """A one-node Slurm cluster for this test worker; ``slurm.env`` points commands at it."""
+    from services import slurm_cluster
+
+    with slurm_cluster() as cluster:
+        yield cluster
+
+
 # The longest files first (seconds on 2 cores), so that the two xdist workers (one file each at
 # a time) finish together instead of one waiting for a long file that started last.
 LONGEST_FIRST = [
+    "test_team_server.py",
+    "test_slurm.py",
     "test_launchers.py",
+    "test_postgres.py",
     "test_hardening.py",
     "test_ui.py",
     "test_rerun.py",

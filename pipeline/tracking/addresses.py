@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.tracking.store import is_server
+from pipeline.tracking.redact import redact
+from pipeline.tracking.store import is_server, resolve_tracking_uri
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `python -m pipeline.ui` serves by default
 
@@ -27,4 +28,7 @@ def run_address(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     if is_server(tracking_uri):
         return run_page(tracking_uri, experiment_id, run_id)
     page = run_page(LOCAL_UI, experiment_id, run_id)
-    return f"{page} (start the UI with `python -m pipeline.ui`)"
+    ui = "python -m pipeline.ui"
+    if tracking_uri != resolve_tracking_uri(None):  # not the store the UI opens by default
+        ui += f" --tracking-uri {redact(tracking_uri)}"
+    return f"{page} (start the UI with `{ui}`)"

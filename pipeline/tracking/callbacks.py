@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pipeline.config.params import is_run_setting
+from pipeline.errors import fatal_in_callback
 from pipeline.runtime.job import override_key
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,12 @@ class SweepTracking(Callback):
         self.experiment_id = ""
         self.parent_id: str | None = None
 
+    @fatal_in_callback  # a store or cluster that cannot be used stops the sweep here
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.runtime import slurm
+
+        if slurm.is_slurm(config.hydra.launcher):  # first: before MLflow loads, before any run
+            slurm.check_cluster(config.hydra.launcher, config.tracking.uri)
         from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
 
         from pipeline.tracking import sweep

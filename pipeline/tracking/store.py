@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import PipelineError, first_line
+from pipeline.tracking.database import check_database, is_postgres
 from pipeline.tracking.redact import redact
 
 STORE_DIR = "mlruns"
@@ -152,7 +153,9 @@ def first_use_lock(uri: str) -> Iterator[None]:
 
 
 def check_reachable(uri: str) -> None:
-    """A tracking server must answer (any HTTP status) within 5 s."""
+    """A tracking server must answer (any HTTP status) within 5 s; PostgreSQL must let us in."""
+    if is_postgres(uri):
+        check_database(uri)
     if not is_server(uri):
         return
     parts = urllib.parse.urlsplit(uri)

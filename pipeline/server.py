@@ -1,0 +1,142 @@
+"""Start the team's MLflow tracking server on PostgreSQL: ``python -m pipeline.server``.
+
+Runs, params and metrics go to the PostgreSQL database of ``--backend-store-uri``; artifacts
+and models go through the server (MLflow's artifact proxy) to ``--artifacts-destination``, so
+clients need only the server's address: ``tracking.uri=http://HOST:PORT``. Before starting,
+the database is checked (driver installed, server reachable, login and database accepted)
+and the port must be free: a problem is one line and exit status 2. Then this process becomes
+``mlflow server``, which gets the backend URI through its environment
+(``MLFLOW_BACKEND_STORE_URI``), never its command line: a password in it stays out of ``ps``.
+Bound to 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.errors import PipelineError
+
+EXAMPLE = (
+    "python -m pipeline.server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow "
+    "--artifacts-destination /srv/mlflow/artifacts"
+)
+BACKEND_VARIABLE = "MLFLOW_BACKEND_STORE_URI"  # mlflow server reads --backend-store-uri from it
+# MLflow's job runner (GenAI evaluation jobs, trace rollups) starts 8 more processes that
+# training runs never use; set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them anyway.
+JOBS_VARIABLE = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+SETTING = "--backend-store-uri"
+
+
+@dataclass
+class ServerCommand:
+    """What to run: ``mlflow server``'s arguments and the environment it gets on top of ours."""
+
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def exec(self) -> None:
+        """Become the server (this process is replaced)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        argv = [sys.executable, "-m", "mlflow", "server", *self.args]
+        os.execve(sys.executable, argv, {**os.environ, **self.env})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser("server", __doc__, EXAMPLE, tracking_uri=False)
+    parser.add_argument(
+        SETTING,
+        dest="backend_store_uri",
+        default=os.environ.get(BACKEND_VARIABLE),
+        help=f"postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE (default: ${BACKEND_VARIABLE}; "
+        "the password may also come from PGPASSWORD or ~/.pgpass)",
+    )
+    parser.add_argument(
+        "--artifacts-destination",
+        required=True,
+        help="where the server stores artifacts: a directory, or an object store URI (s3://...)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: local)")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=4, help="server processes (default: 4)")
+    args = parser.parse_args(argv)
+
+    from pipeline.tracking.redact import redact
+
+    uri = backend_store(args.backend_store_uri)
+    destination = artifacts_destination(args.artifacts_destination)
+    check_port_free(args.host, args.port)
+    command = server_command(uri, destination, args.host, args.port, args.workers)
+    from pipeline.tracking.addresses import ui_root  # loads MLflow: only once all is well
+
+    root = ui_root(args.host, args.port)
+    print(f"MLflow tracking server on {redact(uri)}, artifacts in {destination}: open {root}")
+    print(f"Track runs there with tracking.uri={root} (or MLFLOW_TRACKING_URI={root})", flush=True)
+    command.exec()
+    return 1  # not reached
+
+
+def backend_store(uri: str | None) -> str:
+    """The PostgreSQL URI, checked: driver, server, login and database."""
+    from pipeline.tracking.database import check_database, is_postgres
+    from pipeline.tracking.redact import redact
+
+    if not uri:
+        raise PipelineError(
+            f"No backend store. Fix: pass {SETTING} postgresql://USER@HOST:PORT/DATABASE "
+            f"(or set {BACKEND_VARIABLE})"
+        )
+    if not is_postgres(uri):
+        raise PipelineError(
+            f"{SETTING} must name a PostgreSQL database, got {redact(uri)}. Fix: pass "
+            "postgresql://USER@HOST:PORT/DATABASE (for your own runs on this machine, "
+            "`python -m pipeline.ui` serves the local store)"
+        )
+    check_database(uri, SETTING)
+    return uri
+
+
+def artifacts_destination(destination: str) -> str:
+    """An object store URI as it is; a local directory made absolute (and created)."""
+    if "://" in destination:
+        return destination
+    path = Path(destination).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PipelineError(
+            f"Cannot create the artifacts destination {path} ({err.strerror}). "
+            "Fix: pass a directory you can write to --artifacts-destination"
+        ) from None
+    return str(path)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """The server must be able to bind ``host:port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PipelineError(
+                f"Cannot listen on {host}:{port} ({err.strerror}). Fix: pass another --port, "
+                "or stop what uses it"
+            ) from None
+
+
+def server_command(uri: str, destination: str, host: str, port: int, workers: int) -> ServerCommand:
+    """``mlflow server`` with the artifact proxy; the backend URI in its environment."""
+    args = ["--host", host, "--port", str(port), "--workers", str(workers)]
+    args += ["--artifacts-destination", destination]
+    env = {BACKEND_VARIABLE: uri, JOBS_VARIABLE: os.environ.get(JOBS_VARIABLE, "false")}
+    return ServerCommand(args, env)
+
+
+if __name__ == "__main__":
+    cli.run(main)
