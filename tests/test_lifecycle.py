@@ -10,14 +10,13 @@ import pytest
 
 from conftest import cost_history, runs_of, sqlite_uri, start_cli
 from pipeline.runtime.job import JobContext
-from pipeline.tracking.runs import tracked_run
+from pipeline.tracking.runs import RunStart, tracked_run
 from pipeline.tracking.store import prepare_store
 
 
 def open_run(store: str, experiment_id: str):
-    return tracked_run(
-        store, experiment_id, JobContext(), run_name="t", description="", tags={}, flush_every_s=60
-    )
+    start = RunStart(run_name="t", description="", tags={}, flush_every_s=60)
+    return tracked_run(store, experiment_id, JobContext(), start)
 
 
 def test_an_exception_marks_the_run_failed_and_keeps_its_metrics(store):
