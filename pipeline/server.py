@@ -8,6 +8,12 @@ and the port must be free: a problem is one line and exit status 2. Then this pr
 ``mlflow server``, which gets the backend URI through its environment
 (``MLFLOW_BACKEND_STORE_URI``), never its command line: a password in it stays out of ``ps``.
 Bound to 127.0.0.1 unless ``--host`` says otherwise.
+
+Authentication is on unless ``--no-auth``: MLflow's basic-auth app, its users and permissions
+in the same PostgreSQL database (``--auth-database-uri`` for another), the admin's password
+from ``MLFLOW_AUTH_ADMIN_PASSWORD`` (needed until the admin exists) and the session secret from
+``MLFLOW_FLASK_SERVER_SECRET_KEY``. Clients log in with ``MLFLOW_TRACKING_USERNAME`` and
+``MLFLOW_TRACKING_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
+from pipeline.tracking.secrets import url_password
 
 EXAMPLE = (
     "python -m pipeline.server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow "
@@ -30,6 +39,11 @@ BACKEND_VARIABLE = "MLFLOW_BACKEND_STORE_URI"  # mlflow server reads --backend-s
 # training runs never use; set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them anyway.
 JOBS_VARIABLE = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 SETTING = "--backend-store-uri"
+ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
+ADMIN_USERNAME = "MLFLOW_AUTH_ADMIN_USERNAME"
+SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+MIN_PASSWORD_LENGTH = 12  # MLflow's rule for its users' passwords
+PERMISSIONS = ("READ", "NO_PERMISSIONS")  # what a user may do in others' experiments
 
 
 @dataclass
@@ -64,6 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: local)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=4, help="server processes (default: 4)")
+    parser.add_argument(
+        "--no-auth",
+        dest="auth",
+        action="store_false",
+        help="no logins: anyone who reaches the port reads and writes everything",
+    )
+    parser.add_argument(
+        "--auth-database-uri",
+        help=f"where users and permissions live (default: the {SETTING} database)",
+    )
+    parser.add_argument(
+        "--default-permission",
+        choices=PERMISSIONS,
+        default="READ",
+        help="what users may do in experiments they were not granted (default: READ)",
+    )
+    parser.add_argument(
+        "--auth-cache-s",
+        type=int,
+        default=60,
+        help="how long a server process trusts a checked password (default: 60; 0: never)",
+    )
     args = parser.parse_args(argv)
 
     from pipeline.tracking.redact import redact
@@ -72,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     destination = artifacts_destination(args.artifacts_destination)
     check_port_free(args.host, args.port)
     command = server_command(uri, destination, args.host, args.port, args.workers)
+    if args.auth:
+        auth_uri = backend_store(args.auth_database_uri) if args.auth_database_uri else uri
+        command = with_auth(command, auth_uri, args.default_permission, args.auth_cache_s)
     from pipeline.tracking.addresses import ui_root  # loads MLflow: only once all is well
 
     root = ui_root(args.host, args.port)
     print(f"MLflow tracking server on {redact(uri)}, artifacts in {destination}: open {root}")
+    if args.auth:
+        print(f"Logins on: users sign in as themselves (admin: {admin_username()})")
     print(f"Track runs there with tracking.uri={root} (or MLFLOW_TRACKING_URI={root})", flush=True)
     command.exec()
     return 1  # not reached
@@ -136,6 +177,77 @@ def server_command(uri: str, destination: str, host: str, port: int, workers: in
     args += ["--artifacts-destination", destination]
     env = {BACKEND_VARIABLE: uri, JOBS_VARIABLE: os.environ.get(JOBS_VARIABLE, "false")}
     return ServerCommand(args, env)
+
+
+def admin_username() -> str:
+    return os.environ.get(ADMIN_USERNAME) or "admin"
+
+
+def with_auth(
+    command: ServerCommand, auth_uri: str, default_permission: str, cache_s: int
+) -> ServerCommand:
+    """``command`` as MLflow's basic-auth app: its settings in a private file, the database's
+    password (if the URI has one) in PGPASSWORD, the secrets checked first.
+
+    Checking a password costs about 0.1 s of CPU (scrypt), and a run makes hundreds of
+    requests: each server process trusts a password it checked for ``cache_s`` seconds."""
+    check_secrets(auth_uri)
+    password = url_password(auth_uri)
+    env = dict(command.env)
+    if password is not None:
+        env["PGPASSWORD"] = urllib.parse.unquote(password)
+        auth_uri = auth_uri.replace(f":{password}@", "@", 1)
+    settings = Path(tempfile.mkdtemp(prefix="pipeline-auth-")) / "basic_auth.ini"  # mode 0700
+    settings.write_text(
+        "[mlflow]\n"
+        f"default_permission = {default_permission}\n"
+        f"database_uri = {auth_uri.replace('%', '%%')}\n"
+        f"admin_username = {admin_username()}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {cache_s}\n"
+    )
+    env["MLFLOW_AUTH_CONFIG_PATH"] = str(settings)
+    return ServerCommand([*command.args, "--app-name", "basic-auth"], env)
+
+
+def check_secrets(auth_uri: str) -> None:
+    """The session secret must be set; the admin's password too, until the admin exists."""
+    if not os.environ.get(SECRET_KEY):
+        raise PipelineError(
+            f"{SECRET_KEY} is not set (the server signs its login sessions with it). Fix: "
+            f"export {SECRET_KEY}=$(python -c 'import secrets; print(secrets.token_hex(32))'), "
+            "the same for every start, or pass --no-auth"
+        )
+    password = os.environ.get(ADMIN_PASSWORD)
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise PipelineError(
+            f"{ADMIN_PASSWORD} is {len(password)} characters long. "
+            f"Fix: set it to a password of at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if password is None and not has_user(auth_uri, admin_username()):
+        raise PipelineError(
+            f"{ADMIN_PASSWORD} is not set, and the server has no admin {admin_username()!r} "
+            f"yet. Fix: export {ADMIN_PASSWORD}=<a password of {MIN_PASSWORD_LENGTH}+ "
+            "characters> for the first start (the admin is created with it)"
+        )
+
+
+def has_user(database_uri: str, username: str) -> bool:
+    """Whether MLflow's auth tables in ``database_uri`` hold ``username``."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(database_uri, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("users"):
+                return False
+            found = connection.execute(
+                text("SELECT 1 FROM users WHERE username = :name"), {"name": username}
+            )
+            return found.first() is not None
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

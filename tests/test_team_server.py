@@ -1,9 +1,12 @@
 """The team's tracking server on PostgreSQL, for real: ``python -m pipeline.server`` on a fresh
-database; a parallel sweep, a rerun, predictions and the UI through it; a restart in the
-middle of a run; and its one-line errors before anything starts."""
+database, logins on; a parallel sweep, a rerun, predictions and the UI through it; a restart in
+the middle of a run; its one-line errors before anything starts; and its users: what each may
+do, and who is refused."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,10 +17,24 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs
+from conftest import (
+    cost_history,
+    epochs_lasting,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    start_cli,
+    sweep_runs,
+    train_into,
+)
 from servers import free_port, listening, live_members, start_server, stop_group
 
 SEEDS = [str(seed) for seed in range(1, 9)]
+ADMIN_PASSWORD = "admin-pass-0123456789"
+SERVER_SECRETS = {
+    "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32,
+}
 
 
 @dataclass
@@ -33,7 +50,9 @@ class TeamServer:
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = start_server(self.command, self.artifacts.parent, self.log, self.port)
+        self.process = start_server(
+            self.command, self.artifacts.parent, self.log, self.port, env=SERVER_SECRETS
+        )
 
     def stop(self) -> None:
         """Stop it by its PID (its process group), and make sure nothing of it is left."""
@@ -49,7 +68,8 @@ class TeamServer:
 
 @pytest.fixture(scope="module")
 def team_server(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
-    """The documented command on a fresh database, the password in its URI."""
+    """The documented command on a fresh database, the password in its URI, logins on; this
+    module's clients log in as its admin unless a test says otherwise."""
     root = tmp_path_factory.mktemp("team")
     port = free_port()
     uri = postgres.create_database("team")
@@ -61,9 +81,13 @@ def team_server(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         root / "server.log",
     )  # fmt: skip
     server.start()
+    before = dict(os.environ)
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
     try:
         yield server
     finally:
+        os.environ.clear()
+        os.environ.update(before)
         server.stop()
 
 
@@ -156,6 +180,35 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team_server, tmp_
     assert sorted(m.step for m in history) == list(range(10001))  # all there, none twice
 
 
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path):
+    job = ["data=iris", "batch_size=16", "checkpoint.every_s=1", "tracking.experiment=resume"]
+    job.append(f"epochs={epochs_lasting(6, *job)}")
+    expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)
+    expected_costs = cost_history(sqlite_uri(tmp_path / "plain"), expected.run_id)
+    run = start_cli(*job, "tracking.flush_every_s=0.5", f"tracking.uri={team_server.url}",
+                    cwd=tmp_path)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not any("checkpoint" in r.data.tags for r in runs_of(team_server.url, "resume")):
+            assert time.monotonic() < deadline, "no checkpoint in 120 s"
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.3)
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=120)
+    finally:
+        run.kill()
+    (stopped,) = runs_of(team_server.url, "resume")
+    assert stopped.info.status == "KILLED"
+    resumed = run_cli(stopped.info.run_id, module="pipeline.resume", cwd=tmp_path,
+                      env={"MLFLOW_TRACKING_URI": team_server.url})  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    (found,) = runs_of(team_server.url, "resume")
+    assert found.info.status == "FINISHED"
+    assert found.data.tags["resume.count"] == "1"
+    assert cost_history(team_server.url, found.info.run_id) == expected_costs
+
+
 SERVER_ERRORS = [
     ("wrong password", "postgresql://postgres:wrong@127.0.0.1:{port}/postgres",
      "refused user 'postgres' (password authentication failed"),
@@ -182,3 +235,161 @@ def test_a_server_that_cannot_work_is_one_line_before_it_starts(postgres, tmp_pa
     assert "Fix:" in line
     assert postgres.password not in line
     assert not listening(port)
+
+
+AUTH_ERRORS = [
+    ("no secret key", {"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD},
+     "MLFLOW_FLASK_SERVER_SECRET_KEY is not set"),
+    ("short admin password", {**SERVER_SECRETS, "MLFLOW_AUTH_ADMIN_PASSWORD": "short"},
+     "MLFLOW_AUTH_ADMIN_PASSWORD is 5 characters long"),
+    ("no admin yet", {"MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32},
+     "MLFLOW_AUTH_ADMIN_PASSWORD is not set, and the server has no admin 'admin' yet"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("env", "message"), [case[1:] for case in AUTH_ERRORS],
+                         ids=[case[0] for case in AUTH_ERRORS])  # fmt: skip
+def test_a_server_with_logins_needs_its_secrets_first(postgres, tmp_path, env, message):
+    uri = postgres.create_database("auth")
+    port = free_port()
+    args = ["--backend-store-uri", uri, "--artifacts-destination", "artifacts", "--port", str(port)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.server", *args], cwd=tmp_path, env={**clean, **env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert message in line
+    assert "Fix:" in line
+    assert not listening(port)
+
+
+def login(user: str, password: str) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+
+@pytest.fixture(scope="module")
+def users(team_server) -> dict[str, str]:
+    """alice trains, bob (the server's default READ) reads, carol is denied alice's runs."""
+    from mlflow.server import get_app_client
+
+    admin = get_app_client("basic-auth", tracking_uri=team_server.url)
+    passwords = {name: f"{name}-password-0123" for name in ("alice", "bob", "carol")}
+    for name, password in passwords.items():
+        admin.create_user(username=name, password=password)
+    return passwords
+
+
+@pytest.fixture(scope="module")
+def alice_sweep(team_server, users, tmp_path_factory: pytest.TempPathFactory):
+    """alice's 4-job joblib sweep in her own experiment: (its output, parent, runs)."""
+    cwd = tmp_path_factory.mktemp("alice")
+    result = run_cli("-m", "seed=1,2,3,4", "epochs=20", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", "tracking.experiment=alice",
+                     f"tracking.uri={team_server.url}", cwd=cwd,
+                     env=login("alice", users["alice"]))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parent, runs = sweep_runs(team_server.url, "alice")
+    return result, parent, runs
+
+
+@pytest.mark.slow
+def test_a_user_sweeps_compares_registers_reruns_and_predicts_as_themselves(
+    team_server, users, alice_sweep, tmp_path
+):
+    _, parent, runs = alice_sweep
+    assert parent.info.status == "FINISHED"
+    assert [r.info.status for r in runs] == ["FINISHED"] * 4
+    assert parent.data.metrics["jobs_finished"] == 4
+    env = {"MLFLOW_TRACKING_URI": team_server.url, **login("alice", users["alice"])}
+    compare = run_cli(parent.info.run_id, "--format", "csv", module="pipeline.compare",
+                      cwd=tmp_path, env=env)  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    assert len(compare.stdout.strip().splitlines()) == 5  # a header and 4 runs
+    register = run_cli(parent.info.run_id, "--name", "alice-model", module="pipeline.register",
+                       cwd=tmp_path, env=env)  # fmt: skip
+    assert register.returncode == 0, register.stderr
+    best = parent.data.tags["best_run_id"]
+    rerun = run_cli(best, module="pipeline.rerun", cwd=tmp_path, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reproduced: 21/21 cost values identical" in rerun.stdout
+    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n")
+    predict = run_cli("models:/alice-model@champion", "in.csv", module="pipeline.predict",
+                      cwd=tmp_path, env=env)  # fmt: skip
+    assert predict.returncode == 0, predict.stderr
+    assert predict.stdout.splitlines()[0] == "label,prob_0,prob_1,prob_2"
+    resume = run_cli("--list", module="pipeline.resume", cwd=tmp_path, env=env)
+    assert resume.returncode == 0, resume.stderr
+
+
+@pytest.mark.parametrize(("who", "password"), [("", ""), ("alice", "not-her-password-123")],
+                         ids=["no credentials", "wrong password"])  # fmt: skip
+def test_without_a_valid_login_nothing_trains_and_nothing_is_created(
+    team_server, users, tmp_path, who, password
+):
+    result = run_cli("epochs=5", "tracking.experiment=intruder", f"tracking.uri={team_server.url}",
+                     cwd=tmp_path, env=login(who, password))  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        f"Tracking server {team_server.url} refused the credentials (401). "
+        "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    ) in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    assert "Epoch" not in result.stdout
+    assert MlflowClient(team_server.url).get_experiment_by_name("intruder") is None
+
+
+@pytest.mark.slow
+def test_a_reader_reads_but_cannot_train_and_a_denied_user_sees_nothing(
+    team_server, users, alice_sweep, tmp_path, monkeypatch
+):
+    from mlflow.server import get_app_client
+
+    _, parent, runs = alice_sweep
+    env = {"MLFLOW_TRACKING_URI": team_server.url, **login("bob", users["bob"])}
+    compare = run_cli(parent.info.run_id, module="pipeline.compare", cwd=tmp_path, env=env)
+    assert compare.returncode == 0, compare.stderr
+    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n")
+    predict = run_cli(runs[0].info.run_id, "in.csv", module="pipeline.predict", cwd=tmp_path,
+                      env=env)  # fmt: skip
+    assert predict.returncode == 0, predict.stderr
+    before = len(runs_of(team_server.url, "alice"))
+    train = run_cli("epochs=5", "tracking.experiment=alice", cwd=tmp_path, env=env)
+    assert train.returncode != 0
+    (line,) = [line for line in train.stderr.splitlines() if "denied user" in line]
+    assert line.startswith(f"Tracking server {team_server.url} denied user 'bob' this (403")
+    assert "Fix: ask the server's admin for EDIT" in line
+    assert "Traceback" not in train.stderr
+    assert "Epoch" not in train.stdout
+    assert len(runs_of(team_server.url, "alice")) == before  # no run of bob's
+
+    experiment_id = parent.info.experiment_id
+    admin = get_app_client("basic-auth", tracking_uri=team_server.url)
+    admin.grant_user_permission("carol", "experiment", experiment_id, "DENY")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "carol")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", users["carol"])
+    assert MlflowClient(team_server.url).search_runs([experiment_id]) == []
+    carol = {"MLFLOW_TRACKING_URI": team_server.url, **login("carol", users["carol"])}
+    compare = run_cli(parent.info.run_id, module="pipeline.compare", cwd=tmp_path, env=carol)
+    assert compare.returncode != 0
+    assert "denied user 'carol'" in compare.stderr
+
+
+@pytest.mark.slow
+def test_a_users_password_stays_out_of_runs_files_and_output(team_server, users, alice_sweep,
+                                                              tmp_path):  # fmt: skip
+    result, parent, runs = alice_sweep
+    secret = users["alice"]
+    assert secret not in result.stdout + result.stderr
+    assert secret not in team_server.log.read_text()
+    client = MlflowClient(team_server.url)
+    for run in [parent, *runs]:
+        texts = [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]
+        assert not any(secret in text for text in texts)
+        local = Path(
+            client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id))
+        )
+        for path in local.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path

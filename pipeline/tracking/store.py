@@ -47,11 +47,28 @@ def is_server(uri: str) -> bool:
 
 def store_error(uri: str, err: BaseException) -> PipelineError:
     """One line for a store that cannot be opened or written."""
+    if isinstance(err, MlflowException) and err.get_http_status_code() in (401, 403):
+        return refused(uri, err.get_http_status_code())
     while getattr(err, "orig", None) or err.__cause__ or err.__context__:  # the database's words
         err = getattr(err, "orig", None) or err.__cause__ or err.__context__
     return PipelineError(
         f"Tracking store error at {redact(uri)}: {redact(first_line(err))}. "
         "Fix: check tracking.uri or MLFLOW_TRACKING_URI (and that the store is writable)"
+    )
+
+
+def refused(uri: str, status: int) -> PipelineError:
+    """One line for a tracking server that refused us: no login (401), or no permission (403)."""
+    if status == 401:
+        return PipelineError(
+            f"Tracking server {redact(uri)} refused the credentials (401). "
+            "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    return PipelineError(
+        f"Tracking server {redact(uri)} denied user {user!r} this (403: no permission). "
+        "Fix: ask the server's admin for EDIT on the experiment to train in it (READ to read it),"
+        " or pick another tracking.experiment"
     )
 
 
@@ -136,7 +153,12 @@ def first_use_lock(uri: str) -> Iterator[None]:
     (``filelock``), a session advisory lock in PostgreSQL; nothing for other stores."""
     db_path = sqlite_path(uri)
     if db_path is not None:
-        with FileLock(db_path.parent / f".{db_path.name}.lock"):
+        lock = db_path.parent / f".{db_path.name}.lock"
+        try:  # FileLock would wait forever for a lock file it cannot create
+            lock.touch(exist_ok=True)
+        except OSError as err:
+            raise store_error(uri, err) from None
+        with FileLock(lock):
             yield
     elif uri.startswith(("postgresql:", "postgresql+", "postgres:")):
         from sqlalchemy import create_engine, text
@@ -173,6 +195,17 @@ def check_reachable(uri: str) -> None:
             f"Tracking server {redact(uri)} is unreachable ({reason}). "
             "Fix: start it, or point tracking.uri elsewhere"
         ) from None
+    check_credentials(uri)
+
+
+def check_credentials(uri: str) -> None:
+    """A server with logins must accept ours (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``):
+    one request, answered before anything is created."""
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        if err.get_http_status_code() == 401:
+            raise refused(uri, 401) from None
 
 
 def open_store(uri: str) -> MlflowClient:
@@ -194,7 +227,9 @@ def fetch_run(client: MlflowClient, run_id: str) -> Run:
     """The run ``run_id``; one line if it is unknown or deleted."""
     try:
         run = client.get_run(run_id)
-    except MlflowException:
+    except MlflowException as err:
+        if err.get_http_status_code() in (401, 403):
+            raise refused(client.tracking_uri, err.get_http_status_code()) from None
         raise PipelineError(
             f"No run {run_id!r} in {redact(client.tracking_uri)}. "
             "Fix: copy the run id from the MLflow UI, or point --tracking-uri at its store"
