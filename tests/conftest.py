@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
@@ -187,3 +189,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+def epochs_lasting(seconds: float, *config: str) -> int:
+    """How many epochs of ``config`` take about ``seconds`` on this machine, now."""
+    from pipeline.config import compose_config
+    from pipeline.config.build import build
+    from pipeline.core.loop import train_epoch
+
+    cfg = compose_config(list(config))
+    data = build("data", cfg.data)
+    model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
+    optimizer = build("optim", cfg.optim, params=model.parameters())
+    batches, start, epochs = torch.Generator(), time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        train_epoch(model, optimizer, data.train, cfg.batch_size, batches)
+        epochs += 1
+    return int(epochs * seconds / (time.perf_counter() - start))

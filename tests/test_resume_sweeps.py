@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import (
     cli_env,
     cost_history,
+    epochs_lasting,
     run_cli,
     runs_of,
     sqlite_uri,
@@ -24,9 +24,6 @@ from conftest import (
     sweep_runs,
     train_into,
 )
-from pipeline.config import compose_config
-from pipeline.config.build import build
-from pipeline.core.loop import train_epoch
 
 JOB = ("data=iris", "batch_size=16", "epochs=2000")
 SWEEP = ("-m", "seed=1,2,3", *JOB, "checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")
@@ -81,19 +78,6 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
     assert forced.returncode == 0, forced.stderr
     assert "skipped" not in forced.stdout
     assert len(job_runs(uri)) == 6  # every job ran again, as a new run
-
-
-def epochs_lasting(seconds: float, *config: str) -> int:
-    """How many epochs of ``config`` take about ``seconds`` on this machine, now."""
-    cfg = compose_config(list(config))
-    data = build("data", cfg.data)
-    model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
-    optimizer = build("optim", cfg.optim, params=model.parameters())
-    batches, start, epochs = torch.Generator(), time.perf_counter(), 0
-    while time.perf_counter() - start < 1.0:
-        train_epoch(model, optimizer, data.train, cfg.batch_size, batches)
-        epochs += 1
-    return int(epochs * seconds / (time.perf_counter() - start))
 
 
 @pytest.mark.slow

@@ -5,13 +5,23 @@ store's password in no file the sweep writes; and one line for a cluster that ca
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs, train_into
+from conftest import (
+    cost_history,
+    epochs_lasting,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    start_cli,
+    sweep_runs,
+    train_into,
+)
 from pipeline.config import CONF_DIR, register_configs
 
 JOBS = [("0.01", "1"), ("0.01", "2"), ("0.1", "1"), ("0.1", "2")]
@@ -71,6 +81,44 @@ def test_a_sweep_runs_as_slurm_jobs_with_the_basic_launchers_numbers(
     for run in [parent, *runs]:
         assert not any(password in text for text in [*run.data.params.values(),
                                                       *run.data.tags.values()])  # fmt: skip
+
+
+INTERRUPTIONS = {
+    "requeued": ("scontrol", "requeue"),  # what an admin, or a preemption with requeue, does
+    "preempted": ("scancel", "--signal=USR2"),  # submitit's warning before preemption/time limit
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_an_interrupted_slurm_job_resumes_its_own_run(slurm, postgres, tmp_path, interruption):
+    """A job requeued (or warned of preemption) in the middle of training: Slurm runs it again,
+    and it continues the same run from its checkpoint, to the uninterrupted history."""
+    job = ["data=iris", "batch_size=16", "seed=3", "checkpoint.every_s=1"]
+    job.append(f"epochs={epochs_lasting(8, *job)}")
+    expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)
+    expected_costs = cost_history(sqlite_uri(tmp_path / "plain"), expected.run_id)
+    uri = postgres.create_database("requeue")
+    sweep = start_cli("-m", "hydra/launcher=slurm", *job, "tracking.flush_every_s=0.5",
+                      f"tracking.uri={uri}", cwd=tmp_path, env=slurm.env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not any("checkpoint" in r.data.tags for r in runs_of(uri)):
+            assert time.monotonic() < deadline, "no checkpoint in 180 s"
+            assert sweep.poll() is None, sweep.communicate()
+            time.sleep(0.5)
+        (job_id,) = slurm.command("squeue", "-h", "-o", "%i").stdout.split()
+        done = slurm.command(*INTERRUPTIONS[interruption], job_id)
+        assert done.returncode == 0, done.stderr
+        _, stderr = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 0, stderr
+    parent, (run,) = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert run.info.status == "FINISHED"
+    assert int(run.data.tags["resume.count"]) >= 1
+    assert cost_history(uri, run.info.run_id) == expected_costs
 
 
 def path_without_slurm(tmp_path: Path) -> str:
