@@ -35,14 +35,14 @@ def ratio(measured: list[float], baseline: list[float]) -> list[float]:
     return [m / b for m, b in zip(measured, baseline, strict=True)]
 
 
-def interleaved(commands: list[list[str]], rounds: int) -> list[list[float]]:
+def interleaved(commands: list[list[str]], rounds: int, warm_up: bool = True) -> list[list[float]]:
     """Seconds of each command per round, in turn, in one fresh temp dir.
 
     A warm-up of each first, the last one first (a tracked command creates the store; the file
-    cache warms up).
+    cache warms up); without ``warm_up``, only the last one, once (smoke runs).
     """
     with tempfile.TemporaryDirectory() as cwd:
-        for command in reversed(commands):
+        for command in list(reversed(commands))[: None if warm_up else 1]:
             timed(command, cwd)
         seconds: list[list[float]] = [[] for _ in commands]
         for _ in range(rounds):

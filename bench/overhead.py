@@ -1,6 +1,6 @@
 """Whole-process cost of a tracked default run against the plain reference script.
 
-    python bench/overhead.py [--rounds 7]
+    python bench/overhead.py [--rounds 7] [--no-warm-up]
 
 Times three processes, in turn, in a fresh temp dir (the store is created by a warm-up run
 first, as it is for every run but a user's very first):
@@ -30,6 +30,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: one warm-up")
     args = parser.parse_args()
     commands = [
         [sys.executable, str(HERE / "plain_reference.py")],
@@ -37,7 +38,7 @@ def main() -> None:
         [sys.executable, str(HERE / "floor_reference.py"), "--two-process"],
         [sys.executable, "-m", "pipeline.train"],
     ]
-    plain, floor, two_process, tracked = interleaved(commands, args.rounds)
+    plain, floor, two_process, tracked = interleaved(commands, args.rounds, not args.no_warm_up)
     print(summary("plain reference script", plain))
     print(summary("floor (+ Hydra, MLflow, store)", floor))
     print(summary("two-process floor", two_process))

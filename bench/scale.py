@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import summary
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.data import synthetic
@@ -115,7 +116,11 @@ def main() -> None:
                 f"{min(ratios):.2f}x median {statistics.median(ratios):.2f}x max "
                 f"{max(ratios):.2f}x   (target >= 0.9x)"
             )
+            print(summary(f"plain {label}", plain, " epochs/s"))
+            print(summary(f"tracked {label}", tracked, " epochs/s"))
+            print(summary(f"ratio {label} tracked/plain", ratios, "x", "(target >= 0.9x)"))
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(summary("peak RSS", [peak_rss], " MiB"))
     print(f"peak memory: RSS {peak_rss:,.0f} MiB", end="")
     if device.type == "cuda":
         print(f", CUDA allocated {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB", end="")

@@ -1,6 +1,6 @@
 """A 2 lr x 3 seeds sweep against one default run, both as whole processes.
 
-    python bench/sweep.py [--rounds 5]
+    python bench/sweep.py [--rounds 5] [--epochs 1000] [--no-warm-up]
 
 ``python -m pipeline.train -m optim.lr=0.01,0.1 seed=1,2,3`` (6 tracked runs, a parent run and
 its summary) vs ``python -m pipeline.train``, interleaved, in a fresh temp dir whose store a
@@ -21,8 +21,12 @@ SINGLE = [sys.executable, "-m", "pipeline.train"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: one warm-up")
     args = parser.parse_args()
-    single, sweep = interleaved([SINGLE, SWEEP], args.rounds)
+    epochs = [f"epochs={args.epochs}"]
+    commands = [[*SINGLE, *epochs], [*SWEEP, *epochs]]
+    single, sweep = interleaved(commands, args.rounds, not args.no_warm_up)
     ratios = [s / o for s, o in zip(sweep, single, strict=True)]
     print(summary("one default run", single))
     print(summary("2 lr x 3 seeds sweep", sweep))

@@ -1,6 +1,6 @@
 """Our sweep against the same sweep written the Lightning way, whole processes, same results.
 
-    python bench/vs_lightning.py [--rounds 3] [--lightning-arg trainer.enable_checkpointing=false]
+    python bench/vs_lightning.py [--rounds 3] [--epochs 1000] [--lightning-arg ...]
 
 Runs ``python -m pipeline.train -m optim.lr=0.01,0.1 seed=1,2,3`` and
 ``python bench/lightning_peer/app.py -m optim.lr=0.01,0.1 seed=1,2,3`` (6 runs each, every
@@ -27,8 +27,8 @@ EPOCHS = 1000
 TOLERANCE = 1e-5
 
 
-def final_costs(uri: str, lr_key: str) -> dict[tuple[float, int], list[float]]:
-    """(lr, seed) -> the cost logged at step EPOCHS, for every run of EPOCHS epochs in ``uri``."""
+def final_costs(uri: str, lr_key: str, epochs: int) -> dict[tuple[float, int], list[float]]:
+    """(lr, seed) -> the cost logged at step ``epochs``, for every run of that many epochs."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -36,10 +36,10 @@ def final_costs(uri: str, lr_key: str) -> dict[tuple[float, int], list[float]]:
     costs: dict[tuple[float, int], list[float]] = {}
     for run in client.search_runs(experiments, max_results=1000):
         params = run.data.params
-        if params.get("epochs") != str(EPOCHS) or "cost" not in run.data.metrics:
+        if params.get("epochs") != str(epochs) or "cost" not in run.data.metrics:
             continue  # the warm-up run, a sweep's parent run
         history = client.get_metric_history(run.info.run_id, "cost")
-        (last,) = [m.value for m in history if m.step == EPOCHS]
+        (last,) = [m.value for m in history if m.step == epochs]
         costs.setdefault((float(params[lr_key]), int(params["seed"])), []).append(last)
     return costs
 
@@ -47,6 +47,7 @@ def final_costs(uri: str, lr_key: str) -> dict[tuple[float, int], list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument(
         "--lightning-arg",
         action="append",
@@ -57,15 +58,16 @@ def main() -> None:
     ours_cmd = [sys.executable, "-m", "pipeline.train"]
     lightning_cmd = [sys.executable, str(APP)]
     extra = args.lightning_arg
+    epochs = f"epochs={args.epochs}"
     with tempfile.TemporaryDirectory() as cwd:
         timed([*ours_cmd, "epochs=1"], cwd)  # warm-up: creates the stores, warms the file cache
         timed([*lightning_cmd, "epochs=1", *extra], cwd)
         ours, lightning = [], []
         for _ in range(args.rounds):
-            ours.append(timed([*ours_cmd, "-m", *SWEEP], cwd))
-            lightning.append(timed([*lightning_cmd, "-m", *SWEEP, *extra], cwd))
-        mine = final_costs(f"sqlite:///{cwd}/mlruns/mlflow.db", "optim.lr")
-        theirs = final_costs(f"sqlite:///{cwd}/mlruns-lightning/mlflow.db", "lr")
+            ours.append(timed([*ours_cmd, "-m", *SWEEP, epochs], cwd))
+            lightning.append(timed([*lightning_cmd, "-m", *SWEEP, epochs, *extra], cwd))
+        mine = final_costs(f"sqlite:///{cwd}/mlruns/mlflow.db", "optim.lr", args.epochs)
+        theirs = final_costs(f"sqlite:///{cwd}/mlruns-lightning/mlflow.db", "lr", args.epochs)
     ratios = [t / o for t, o in zip(lightning, ours, strict=True)]
     print(summary("our sweep (6 runs)", ours))
     print(summary("lightning sweep (6 runs)", lightning))
@@ -83,7 +85,7 @@ def main() -> None:
     diff = max(abs(a - b) for key in expected for a in mine[key] for b in theirs[key])
     verdict = "OK" if diff <= TOLERANCE else "MISMATCH"
     print(
-        f"final cost at epoch {EPOCHS}, 6 (lr, seed) x {args.rounds} rounds: largest "
+        f"final cost at epoch {args.epochs}, 6 (lr, seed) x {args.rounds} rounds: largest "
         f"|ours - lightning| {diff:.3g} (tolerance {TOLERANCE:g}): {verdict}"
     )
     for lr, seed in sorted(expected):

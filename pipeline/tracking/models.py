@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -16,6 +17,19 @@ from mlflow.models import infer_signature
 from pipeline.tracking.identity import PACKAGE_DIR
 
 CLASSIFIER_CODE = Path(__file__).resolve().parent / "classifier.py"
+# What unpickling a model imports: its classes (``core``), their config enums (``config``) and
+# what those import; not ``tracking`` nor the commands, which only cost copying at every run.
+MODEL_CODE = ("__init__.py", "compat.py", "errors.py", "config", "core", "runtime")
+
+
+def model_code(tmp: Path) -> str:
+    """A ``pipeline`` dir in ``tmp`` linking to the parts of the package in ``MODEL_CODE``, for
+    ``code_paths`` (MLflow copies what the links point to)."""
+    staged = tmp / PACKAGE_DIR.name
+    staged.mkdir()
+    for name in MODEL_CODE:
+        (staged / name).symlink_to(PACKAGE_DIR / name)
+    return str(staged)
 
 
 def log_model(
@@ -24,31 +38,34 @@ def log_model(
     """Log ``model/`` (the PyTorch model) and ``classifier/`` (probabilities by class name).
 
     Requirements are given, not inferred (inference costs seconds); the PyTorch model is
-    pickled so it loads back as the ``nn.Module`` it was, with this package's code beside it.
+    pickled so it loads back as the ``nn.Module`` it was, with the package code it needs beside
+    it (``MODEL_CODE``). The classifier has a signature but no input example: MLflow checks an
+    example by loading the model it logs, and this one would load the PyTorch model again.
     """
     model = model.cpu().eval()
     with torch.no_grad():
         logits = model(example)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-    torch_model = mlflow.pytorch.log_model(
-        model,
-        name="model",
-        signature=infer_signature(example.numpy(), logits.numpy()),
-        input_example=example.numpy(),
-        pip_requirements=requirements,
-        serialization_format="pickle",
-        code_paths=[str(PACKAGE_DIR)],
-    )
     example_table = pd.DataFrame(example.double().numpy(), columns=feature_names)  # any float
     probabilities = pd.DataFrame(torch.softmax(logits, dim=1).numpy(), columns=class_names)
     with tempfile.TemporaryDirectory() as tmp:
+        torch_model = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example.numpy(), logits.numpy()),
+            input_example=example.numpy(),
+            pip_requirements=requirements,
+            serialization_format="pickle",
+            code_paths=[model_code(Path(tmp))],
+        )
         names = Path(tmp, "names.json")
         names.write_text(json.dumps({"classes": class_names, "features": feature_names}))
-        mlflow.pyfunc.log_model(
-            name="classifier",
-            python_model=str(CLASSIFIER_CODE),
-            artifacts={"torch_model": torch_model.model_uri, "names": str(names)},
-            signature=infer_signature(example_table, probabilities),
-            input_example=example_table,
-            pip_requirements=[*requirements, f"pandas=={pd.__version__}"],
-        )
+        with warnings.catch_warnings():  # no example: MLflow would load the model to check it
+            warnings.filterwarnings("ignore", ".*An input example was not provided")
+            mlflow.pyfunc.log_model(
+                name="classifier",
+                python_model=str(CLASSIFIER_CODE),
+                artifacts={"torch_model": torch_model.model_uri, "names": str(names)},
+                signature=infer_signature(example_table, probabilities),
+                pip_requirements=[*requirements, f"pandas=={pd.__version__}"],
+            )
