@@ -170,6 +170,9 @@ def slurm() -> Iterator[Any]:
 LONGEST_FIRST = [
     "test_team_server.py",
     "test_slurm.py",
+    "test_bench.py",
+    "test_resume_sweeps.py",
+    "test_resume.py",
     "test_launchers.py",
     "test_postgres.py",
     "test_hardening.py",
