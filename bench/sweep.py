@@ -14,7 +14,10 @@ import sys
 
 from common import interleaved, summary
 
-SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "optim.lr=0.01,0.1", "seed=1,2,3"]
+# sweep.resume=false: each round trains its 6 jobs again (by default a sweep run again skips
+# the jobs that already have a FINISHED run).
+SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "optim.lr=0.01,0.1", "seed=1,2,3",
+         "sweep.resume=false"]  # fmt: skip
 SINGLE = [sys.executable, "-m", "pipeline.train"]
 
 

@@ -64,7 +64,8 @@ def main() -> None:
         timed([*lightning_cmd, "epochs=1", *extra], cwd)
         ours, lightning = [], []
         for _ in range(args.rounds):
-            ours.append(timed([*ours_cmd, "-m", *SWEEP, epochs], cwd))
+            # sweep.resume=false: every round trains its 6 jobs (not skipped as done before)
+            ours.append(timed([*ours_cmd, "-m", *SWEEP, epochs, "sweep.resume=false"], cwd))
             lightning.append(timed([*lightning_cmd, "-m", *SWEEP, epochs, *extra], cwd))
         mine = final_costs(f"sqlite:///{cwd}/mlruns/mlflow.db", "optim.lr", args.epochs)
         theirs = final_costs(f"sqlite:///{cwd}/mlruns-lightning/mlflow.db", "lr", args.epochs)
