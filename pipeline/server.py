@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.tracking.secrets import url_password
+from pipeline.tracking.secrets import PASSWORD_VARIABLE, url_password, without_password
 
 EXAMPLE = (
     "python -m pipeline.server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow "
@@ -195,8 +195,8 @@ def with_auth(
     password = url_password(auth_uri)
     env = dict(command.env)
     if password is not None:
-        env["PGPASSWORD"] = urllib.parse.unquote(password)
-        auth_uri = auth_uri.replace(f":{password}@", "@", 1)
+        env[PASSWORD_VARIABLE] = urllib.parse.unquote(password)
+        auth_uri = without_password(auth_uri, password)
     settings = Path(tempfile.mkdtemp(prefix="pipeline-auth-")) / "basic_auth.ini"  # mode 0700
     settings.write_text(
         "[mlflow]\n"

@@ -35,9 +35,7 @@ def dataset_digest(data_digest: str) -> str:
 def log_datasets(data: Dataset, data_cfg: DictConfig, choice: str | None) -> None:
     """Log every split of ``data`` (built from ``data_cfg``, the group's ``choice``) as a
     dataset input of the active run."""
-    run = mlflow.active_run()
-    digest = run.data.tags.get("data.digest") if run is not None else None
-    digest = dataset_digest(digest or data.digest())
+    digest = dataset_digest(data.digest())  # the run's data.digest tag (computed once)
     name = choice or str(data_cfg.get("_target_", "data"))
     source = data_source(data_cfg)
     datasets, contexts = [], []

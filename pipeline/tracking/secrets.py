@@ -44,11 +44,11 @@ def move_password(config: DictConfig) -> None:
         return
     os.environ[PASSWORD_VARIABLE] = urllib.parse.unquote(raw)
     with read_write(config), open_dict(config):
-        node.uri = _without(node.uri, raw)
+        node.uri = without_password(node.uri, raw)
         hydra = config.hydra
-        hydra.overrides.task = [_without(o, raw) for o in hydra.overrides.task]
+        hydra.overrides.task = [without_password(o, raw) for o in hydra.overrides.task]
         if OmegaConf.select(hydra, "job.override_dirname"):
-            hydra.job.override_dirname = _without(hydra.job.override_dirname, raw)
+            hydra.job.override_dirname = without_password(hydra.job.override_dirname, raw)
     if HydraConfig.initialized():
         HydraConfig.instance().set_config(config)  # what launchers hand to their jobs
 
@@ -60,6 +60,6 @@ def url_password(uri: str) -> str | None:
     return user_info.split(":", 1)[1] if ":" in user_info else None
 
 
-def _without(text: str, raw_password: str) -> str:
+def without_password(text: str, raw_password: str) -> str:
     """``text`` with ``:<password>@`` (also Hydra-escaped, ``\\:<password>@``) made ``@``."""
     return re.sub(r"\\?:" + re.escape(raw_password) + "@", "@", text)

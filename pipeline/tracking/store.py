@@ -47,8 +47,9 @@ def is_server(uri: str) -> bool:
 
 def store_error(uri: str, err: BaseException) -> PipelineError:
     """One line for a store that cannot be opened or written."""
-    if isinstance(err, MlflowException) and err.get_http_status_code() in (401, 403):
-        return refused(uri, err.get_http_status_code())
+    refused = refusal(uri, err)
+    if refused is not None:
+        return refused
     while getattr(err, "orig", None) or err.__cause__ or err.__context__:  # the database's words
         err = getattr(err, "orig", None) or err.__cause__ or err.__context__
     return PipelineError(
@@ -57,13 +58,17 @@ def store_error(uri: str, err: BaseException) -> PipelineError:
     )
 
 
-def refused(uri: str, status: int) -> PipelineError:
-    """One line for a tracking server that refused us: no login (401), or no permission (403)."""
+def refusal(uri: str, err: BaseException) -> PipelineError | None:
+    """One line for a tracking server that refused us: no login (401), or no permission (403);
+    None for any other error."""
+    status = err.get_http_status_code() if isinstance(err, MlflowException) else None
     if status == 401:
         return PipelineError(
             f"Tracking server {redact(uri)} refused the credentials (401). "
             "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
+    if status != 403:
+        return None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
     return PipelineError(
         f"Tracking server {redact(uri)} denied user {user!r} this (403: no permission). "
@@ -205,7 +210,7 @@ def check_credentials(uri: str) -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except MlflowException as err:
         if err.get_http_status_code() == 401:
-            raise refused(uri, 401) from None
+            raise refusal(uri, err) from None
 
 
 def open_store(uri: str) -> MlflowClient:
@@ -228,8 +233,9 @@ def fetch_run(client: MlflowClient, run_id: str) -> Run:
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
-        if err.get_http_status_code() in (401, 403):
-            raise refused(client.tracking_uri, err.get_http_status_code()) from None
+        refused = refusal(client.tracking_uri, err)
+        if refused is not None:
+            raise refused from None
         raise PipelineError(
             f"No run {run_id!r} in {redact(client.tracking_uri)}. "
             "Fix: copy the run id from the MLflow UI, or point --tracking-uri at its store"

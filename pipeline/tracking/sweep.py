@@ -53,7 +53,7 @@ def start_parent(
     launcher: str,
     sweeper: str,
     resume: bool,
-    objective: tuple[str, str] = ("objective", "minimize"),  # sweep.metric, sweep.direction
+    objective: tuple[str, str],  # sweep.metric, sweep.direction
 ) -> str:
     """The sweep's run, its id left in the sweep dir where every job finds it: with ``resume``,
     the run of the last launch of the same sweep (``sweep.key``: overrides, sweeper, code)
