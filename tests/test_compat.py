@@ -1,5 +1,5 @@
 """Runs recorded by release 0.1.0 (``tests/fixtures/store-0.1.0.tar.gz``: models pickled naming
-``pipeline.model``, configs without ``_target_``) still predict and rerun after the move."""
+``pipeline.model``, configs without ``_target_``) still predict, rerun and resume after the move."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, run_cli, runs_of, sqlite_uri
+from conftest import ROOT, cost_history, run_cli, runs_of, sqlite_uri
 from pipeline import rerun
 from pipeline.predict import predict
 
@@ -73,3 +74,21 @@ def test_an_old_run_reruns_and_reproduces(old_store, capfd):
     (new,) = [r for r in runs_of(uri) if r.data.tags.get("rerun_of") == original.info.run_id]
     assert new.data.params["optim"] == "sgd"  # today's shape: the choice is a param
     assert new.data.tags["data.digest"] == original.data.tags["data.digest"]
+
+
+def test_an_interrupted_old_run_resumes_in_place(tmp_path):
+    """0.1.0 made no checkpoints: its interrupted run trains again from epoch 0, in the same run,
+    and keeps the one value per epoch it had recorded."""
+    uri = unpack_old_store(tmp_path)
+    run = {r.info.run_name: r for r in runs_of(uri)}["epochs=100"]
+    recorded = cost_history(uri, run.info.run_id)
+    client = MlflowClient(tracking_uri=uri)
+    client.set_terminated(run.info.run_id, "KILLED")  # as Ctrl-C left it
+    result = run_cli(run.info.run_id, cwd=tmp_path, module="pipeline.resume")
+    assert result.returncode == 0, result.stderr
+    assert "from epoch 0 (it has no checkpoint)" in result.stdout + result.stderr
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resume.count"] == "1"
+    assert cost_history(uri, run.info.run_id) == recorded  # 101 values, none twice
+    assert len(runs_of(uri)) == 2  # no new run
