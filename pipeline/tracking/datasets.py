@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from pipeline.core.data import Dataset
@@ -52,7 +53,23 @@ def log_datasets(data: Dataset, data_cfg: DictConfig, choice: str | None) -> Non
             )
         )
         contexts.append(context)
-    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=[None] * len(datasets))
+    log_inputs(datasets, contexts)
+
+
+def log_inputs(datasets: list[Any], contexts: list[str]) -> None:
+    """``mlflow.log_inputs``, once more if a parallel job created the same dataset first.
+
+    MLflow looks a dataset up, then inserts it: two jobs on the same data at once can both miss
+    it, and the second insert breaks the store's unique key (one transaction, rolled back). The
+    second try finds the dataset and links it to the run.
+    """
+    tags = [None] * len(datasets)
+    try:
+        mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+    except MlflowException as err:
+        if "unique constraint" not in str(err).lower():  # sqlite's and PostgreSQL's words
+            raise
+        mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
 
 
 def data_source(data_cfg: DictConfig) -> Any:
