@@ -175,14 +175,17 @@ LONGEST_FIRST = [
     "test_resume.py",
     "test_launchers.py",
     "test_postgres.py",
-    "test_hardening.py",
-    "test_ui.py",
     "test_rerun.py",
-    "test_best_run.py",
-    "test_multirun.py",
-    "test_lifecycle.py",
+    "test_ui.py",
+    "test_hardening.py",
     "test_server.py",
+    "test_best_run.py",
+    "test_compat.py",
+    "test_multirun.py",
+    "test_config.py",
+    "test_lifecycle.py",
     "test_console.py",
+    "test_real_data.py",
 ]
 
 

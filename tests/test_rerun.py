@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, train_into
@@ -110,8 +111,8 @@ def test_a_changed_history_is_not_reproduced(trained, capfd):
     client.log_artifact(tampered.info.run_id, str(config))
     costs = cost_history(uri, source.info.run_id)
     costs[7] += 0.25
-    for step, value in enumerate(costs):
-        client.log_metric(tampered.info.run_id, "cost", value, step=step)
+    history = [Metric("cost", value, 0, step) for step, value in enumerate(costs)]
+    client.log_batch(tampered.info.run_id, metrics=history)
     client.set_terminated(tampered.info.run_id)
     status, out = rerun_here(capfd, uri, tampered.info.run_id)
     assert status == 1

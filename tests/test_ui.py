@@ -84,7 +84,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 200
             reads += 1
-            time.sleep(0.2)
+            time.sleep(0.5)
         stdout, stderr = sweep.communicate()
         printed = re.search(r"open (\S+)", log.read_text())
         assert printed, log.read_text()
