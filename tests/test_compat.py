@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, cost_history, run_cli, runs_of, sqlite_uri
-from pipeline import rerun
+from pipeline import rerun, resume
 from pipeline.predict import predict
 
 FIXTURE = ROOT / "tests" / "fixtures" / "store-0.1.0.tar.gz"
@@ -76,7 +76,7 @@ def test_an_old_run_reruns_and_reproduces(old_store, capfd):
     assert new.data.tags["data.digest"] == original.data.tags["data.digest"]
 
 
-def test_an_interrupted_old_run_resumes_in_place(tmp_path):
+def test_an_interrupted_old_run_resumes_in_place(tmp_path, capfd):
     """0.1.0 made no checkpoints: its interrupted run trains again from epoch 0, in the same run,
     and keeps the one value per epoch it had recorded."""
     uri = unpack_old_store(tmp_path)
@@ -84,9 +84,9 @@ def test_an_interrupted_old_run_resumes_in_place(tmp_path):
     recorded = cost_history(uri, run.info.run_id)
     client = MlflowClient(tracking_uri=uri)
     client.set_terminated(run.info.run_id, "KILLED")  # as Ctrl-C left it
-    result = run_cli(run.info.run_id, cwd=tmp_path, module="pipeline.resume")
-    assert result.returncode == 0, result.stderr
-    assert "from epoch 0 (it has no checkpoint)" in result.stdout + result.stderr
+    assert resume.main([run.info.run_id, "--tracking-uri", uri]) == 0
+    output = "".join(capfd.readouterr())
+    assert "from epoch 0 (it has no checkpoint)" in output
     resumed = client.get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags["resume.count"] == "1"

@@ -71,13 +71,17 @@ def test_rerun_of_the_default_run_reproduces_all_1001_values(trained):
     assert cost_history(uri, new.info.run_id) == cost_history(uri, original.info.run_id)
 
 
-def test_rerun_of_a_sweep_child_is_a_single_identical_run(trained, capfd):
+def test_rerun_of_a_sweep_child_is_a_single_identical_run_that_reports_environment_changes(
+    trained, capfd
+):
     _, uri, runs = trained
     original = runs["seed=3"]
+    MlflowClient(tracking_uri=uri).set_tag(original.info.run_id, "env.torch", "1.0.0")
     before = len(runs_of(uri))
     status, out = rerun_here(capfd, uri, original.info.run_id)
     assert status == 0
     assert "reproduced: 101/101 cost values identical" in out
+    assert "differs: env.torch: 1.0.0 -> 2." in out
     assert len(runs_of(uri)) == before + 1
 
 
@@ -87,16 +91,6 @@ def test_rerun_with_an_override_reports_the_expected_difference(trained, capfd):
     assert status == 0
     assert "NOT reproduced: 1/101 cost values identical; first difference at step 1" in out
     assert "a difference is expected" in out
-
-
-def test_environment_differences_are_reported(trained, capfd):
-    _, uri, runs = trained
-    original = runs["seed=2"]
-    MlflowClient(tracking_uri=uri).set_tag(original.info.run_id, "env.torch", "1.0.0")
-    status, out = rerun_here(capfd, uri, original.info.run_id)
-    assert status == 0
-    assert "reproduced: 101/101" in out
-    assert "differs: env.torch: 1.0.0 -> 2." in out
 
 
 def test_a_changed_history_is_not_reproduced(trained, capfd):

@@ -67,13 +67,18 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     experiment_id = prepare_store(uri, "softmax-regression")  # the store a user opens the UI on
     port = free_port()
     log = cwd / "ui.log"
-    server = start_server(
-        [sys.executable, "-m", "pipeline.ui", "--port", str(port)], cwd, log, port
-    )
+    # Both start at once: the sweep's first run comes after its imports, by when the UI is up.
+    sweep = start_cli(*SWEEP, *PARALLEL, cwd=cwd)
+    try:
+        server = start_server(
+            [sys.executable, "-m", "pipeline.ui", "--port", str(port)], cwd, log, port
+        )
+    except BaseException:
+        sweep.kill()
+        raise
     base = f"http://127.0.0.1:{port}"
     try:
         bound = bound_addresses(port)
-        sweep = start_cli(*SWEEP, *PARALLEL, cwd=cwd)
         reads = 0
         while sweep.poll() is None:
             request = urllib.request.Request(
