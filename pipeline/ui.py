@@ -3,7 +3,8 @@
 The store is the one ``python -m pipeline.train`` writes by default ($MLFLOW_TRACKING_URI if
 set, else ``sqlite:///<cwd>/mlruns/mlflow.db``) unless ``--tracking-uri`` names another. A
 missing sqlite store is an error (exit status 2), never created. Otherwise this process becomes
-``mlflow ui`` (one worker), after printing the URL of the experiment's runs table.
+``mlflow ui`` (one worker), after printing the URL of the experiment's runs table. MLflow's
+GenAI job runner stays off (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true`` turns it on).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 
 from pipeline import cli
+from pipeline.server import JOBS_VARIABLE
 
 EXAMPLE = "python -m pipeline.ui --port 5000"
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port), "--workers", "1"]
     sys.stderr.flush()
+    os.environ.setdefault(JOBS_VARIABLE, "false")  # the GenAI job runner: see pipeline.server
     os.execv(sys.executable, command)
     return 1  # not reached: execv replaces this process
 

@@ -27,7 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
                "--artifacts-destination", str(store / "artifacts")]  # fmt: skip
-    process = start_server(command, store, tmp_path / "server.log", port)
+    no_job_runner = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI jobs: 8 processes
+    process = start_server(command, store, tmp_path / "server.log", port, no_job_runner)
     base = f"http://127.0.0.1:{port}"
     try:
         yield base
