@@ -32,6 +32,18 @@ def test_prints_the_reference_lines_exactly(default_run):
     assert printed == expected
 
 
+def test_piped_output_has_no_control_characters_and_ends_with_the_run_address(default_run):
+    result, *_ = default_run
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream  # the live progress line is for terminals only
+        assert "\x1b" not in stream
+    lines = result.stdout.splitlines()
+    assert lines[-2].startswith("Run 'default' finished: final_cost ")
+    assert lines[-1].startswith("Run id ")
+    assert "view it at http://127.0.0.1:5000/#/experiments/1/runs/" in lines[-1]
+    assert "python -m pipeline.ui" in lines[-1]
+
+
 def test_mlflow_adds_no_lines_of_its_own(default_run):
     result, *_ = default_run
     lines = result.stdout.splitlines() + result.stderr.splitlines()
