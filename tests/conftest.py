@@ -189,12 +189,28 @@ LONGEST_FIRST = [
 ]
 
 
+# Real services, interruptions and end-to-end runs that take minutes: `-m "not extended"` runs
+# the rest, the core pipeline's tests, in about 3 minutes (the whole suite: about 13).
+EXTENDED = {
+    "test_team_server.py",
+    "test_slurm.py",
+    "test_postgres.py",
+    "test_bench.py",
+    "test_resume_sweeps.py",
+    "test_resume.py",
+    "test_best_run.py",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+    for item in items:
+        if item.path.name in EXTENDED:
+            item.add_marker(pytest.mark.extended)
 
 
 def epochs_lasting(seconds: float, *config: str) -> int:
