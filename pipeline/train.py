@@ -60,6 +60,9 @@ if __name__ == "__main__":
         # Skip the interpreter's final garbage collections over torch's and MLflow's objects:
         # exiting is ~0.9 s faster (bench/overhead.py).
         gc.freeze()
-    except KeyboardInterrupt:
-        print("Interrupted: the run was marked KILLED.", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        if getattr(stop, "after_run", False):  # it came during the run's last writes
+            print("Interrupted once the run had finished: it is FINISHED.", file=sys.stderr)
+        else:
+            print("Interrupted: the run was marked KILLED.", file=sys.stderr)
         sys.exit(130)

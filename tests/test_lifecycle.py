@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from collections.abc import Iterator
 
 import mlflow
 import pytest
 
 from conftest import cost_history, runs_of, sqlite_uri, start_cli
+from pipeline.runtime import interrupts
 from pipeline.runtime.job import JobContext
 from pipeline.tracking.runs import RunStart, tracked_run
 from pipeline.tracking.store import prepare_store
@@ -42,6 +45,39 @@ def test_keyboard_interrupt_marks_the_run_killed(store):
         raise KeyboardInterrupt
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "KILLED"
+
+
+@pytest.fixture
+def stop_signals() -> Iterator[None]:
+    """The stop signals routed through ``interrupts`` for one test, as ``pipeline.train`` does."""
+    before = {signum: signal.getsignal(signum) for signum in interrupts.STOP_SIGNALS}
+    interrupts.install()
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR2])
+def test_a_signal_after_training_lets_the_run_finish_then_stops(store, stop_signals, signum):
+    """Training is over, the model and the last metrics are being written: the run ends
+    FINISHED with all of them (not KILLED, its checkpoint already gone), then the process stops
+    (seen in CI: a submitit time-limit signal at this moment restarted a finished run from 0)."""
+    experiment_id = prepare_store(store, "lifecycle")
+
+    def signalled_during_the_last_writes() -> None:
+        with open_run(store, experiment_id) as metrics:
+            metrics.log(0, {"cost": 1.5})
+            os.kill(os.getpid(), signum)  # noted, not raised: the writes below still happen
+            metrics.log_summary({"final_cost": 1.25})
+
+    with pytest.raises(interrupts.Stop) as stopped:
+        signalled_during_the_last_writes()
+    assert stopped.value.after_run
+    assert stopped.value.signum == signum
+    (run,) = runs_of(store, "lifecycle")
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["final_cost"] == 1.25
+    assert cost_history(store, run.info.run_id) == [1.5]
 
 
 @pytest.mark.slow

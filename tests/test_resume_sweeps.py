@@ -81,6 +81,7 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # each attempt lasts ~33 s; a loaded machine needs more of them
 def test_a_submitit_job_past_its_time_limit_is_requeued_and_resumes_its_run(tmp_path):
     """submitit_local signals a job 30 s before its 1-minute limit: the job checkpoints, is
     requeued, and the next attempt continues the same run. Its history equals a run trained
@@ -92,7 +93,7 @@ def test_a_submitit_job_past_its_time_limit_is_requeued_and_resumes_its_run(tmp_
     command = [sys.executable, "-m", "pipeline.train", "-m", *config]
     command += [
         "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1",
-        "+hydra.launcher.max_num_timeout=5",  # submitit requeues a timed-out job this often
+        "+hydra.launcher.max_num_timeout=12",  # submitit requeues a timed-out job this often
     ]  # fmt: skip
     with ThreadPoolExecutor(1) as pool:
         sweep = pool.submit(

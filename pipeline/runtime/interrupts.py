@@ -3,7 +3,9 @@
 An interrupt raised in the middle of a store write could leave a lock held and hang the
 cleanup. So while a run is open, the first SIGINT, SIGTERM or SIGUSR2 is only noted; training
 stops at the next epoch boundary (``check`` raises ``Stop``), where a checkpoint is taken and
-the run is closed as KILLED. A second signal, or one outside a run, interrupts at once.
+the run is closed as KILLED. A signal that comes once training is over (while the model and the
+last metrics are written) lets the run finish: it is closed FINISHED, then ``Stop`` is raised,
+so that no next job starts. A second signal, or one outside a run, interrupts at once.
 
 SIGUSR2 is what Slurm and submitit send before a time limit or a preemption; submitit's own
 handler for it requeues the job. ``hand_over`` gives the signal to that handler once the run is
@@ -23,11 +25,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class Stop(KeyboardInterrupt):
-    """A signal asked the run to stop; raised at an epoch boundary."""
+    """A signal asked the run to stop; raised at an epoch boundary, or (``after_run``) once the
+    run, whose training was over when the signal came, is closed."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, after_run: bool = False) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.after_run = after_run
 
 
 class _State:
@@ -60,20 +64,21 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Inside, a first signal is noted, not raised; it is raised on leaving if ``check`` didn't."""
+    """Inside, a first signal is noted, not raised; it is raised on leaving if ``check`` didn't
+    (a ``Stop`` with ``after_run``)."""
     _state.deferring, _state.pending = True, None
     try:
         yield
     finally:
         _state.deferring = False
-    check()
+    check(after_run=True)
 
 
-def check() -> None:
+def check(after_run: bool = False) -> None:
     """Raise ``Stop`` if a signal arrived since ``deferred`` began."""
     if _state.pending is not None:
         signum, _state.pending = _state.pending, None
-        raise Stop(signum)
+        raise Stop(signum, after_run)
 
 
 def hand_over(stop: Stop) -> None:

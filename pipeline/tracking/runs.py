@@ -128,8 +128,7 @@ def tracked_run(
         heartbeat = Heartbeat(client, info.run_id)
         status = RunStatus.FAILED
         try:
-            yield metrics
-            interrupts.check()
+            yield metrics  # a signal that came after training stops the process once closed
             status = RunStatus.FINISHED
         except KeyboardInterrupt:
             status = RunStatus.KILLED
