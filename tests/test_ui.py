@@ -80,35 +80,34 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         server = start_server(
             [sys.executable, "-m", "pipeline.ui", "--port", str(port)], cwd, log, port
         )
-    except BaseException:
-        sweep.kill()
-        raise
-    base = f"http://127.0.0.1:{port}"
-    try:
-        bound = bound_addresses(port)
-        commands = [command_line(pid) for pid in live_members(server.pid)]
-        reads = 0
-        while sweep.poll() is None:
-            request = urllib.request.Request(
-                f"{base}/api/2.0/mlflow/runs/search",
-                data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=30) as response:
-                assert response.status == 200
-            reads += 1
-            time.sleep(0.5)
-        stdout, stderr = sweep.communicate()
-        printed = re.search(r"open (\S+)", log.read_text())
-        assert printed, log.read_text()
-        yield {
-            "base": base, "url": printed.group(1), "bound": bound, "reads": reads, "uri": uri,
-            "sweep": (sweep.returncode, stdout, stderr), "log": log, "commands": commands,
-        }  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            bound = bound_addresses(port)
+            commands = [command_line(pid) for pid in live_members(server.pid)]
+            reads = 0
+            while sweep.poll() is None:
+                request = urllib.request.Request(
+                    f"{base}/api/2.0/mlflow/runs/search",
+                    data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    assert response.status == 200
+                reads += 1
+                time.sleep(0.5)
+            stdout, stderr = sweep.communicate()
+            printed = re.search(r"open (\S+)", log.read_text())
+            assert printed, log.read_text()
+            yield {
+                "base": base, "url": printed.group(1), "bound": bound, "reads": reads, "uri": uri,
+                "sweep": (sweep.returncode, stdout, stderr), "log": log, "commands": commands,
+            }  # fmt: skip
+        finally:
+            stop_group(server)
+            assert not live_members(server.pid), "the UI left processes behind"
+            assert not listening(port), f"something still listens on {port}"
     finally:
-        stop_group(server)
-        assert not live_members(server.pid), "the UI left processes behind"
-        assert not listening(port), f"something still listens on {port}"
+        sweep.kill()  # a no-op once it has ended; else a failed step would leave it running
 
 
 @pytest.mark.slow
