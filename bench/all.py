@@ -203,27 +203,27 @@ BENCHMARKS = {
     "marginal": Benchmark(
         "marginal cost of a job: (T(12 jobs) - T(1 job)) / 11, basic launcher, default runs",
         ["marginal.py", "--rounds", "3"],
-        ["marginal.py", "--rounds", "1", "--jobs", "2", "--epochs", "5"],
+        ["marginal.py", "--rounds", "1", "--jobs", "2", "--epochs", "5", "--no-warm-up"],
         marginal_row,
     ),
     "parallel": Benchmark(
         "24-job sweep, joblib launcher with `n_jobs=2` vs the basic launcher",
         ["parallel.py", "--rounds", "3"],
-        ["parallel.py", "--rounds", "1", "--jobs", "2", "--epochs", "5"],
+        ["parallel.py", "--rounds", "1", "--jobs", "2", "--epochs", "5", "--no-warm-up"],
         parallel_row,
         needs="hydra_plugins.hydra_joblib_launcher",
     ),
     "vs_lightning": Benchmark(
         "the 6-job sweep as LightningModule + Trainer + `MLFlowLogger` (`bench/lightning_peer/`)",
         ["vs_lightning.py", "--rounds", "3"],
-        ["vs_lightning.py", "--rounds", "1", "--epochs", "3"],
+        ["vs_lightning.py", "--rounds", "1", "--epochs", "3", "--no-warm-up"],
         lightning_row,
         needs="lightning",
     ),
     "load": Benchmark(
         "loading a 1,000,000 x 20 table (string label) vs pandas, each in a fresh process",
         ["load.py", "--rounds", "5"],
-        ["load.py", "--rounds", "1", "--rows", "500"],
+        ["load.py", "--rounds", "1", "--rows", "500", "--no-warm-up"],
         load_row,
     ),
     "compare": Benchmark(

@@ -39,10 +39,10 @@ def interleaved(commands: list[list[str]], rounds: int, warm_up: bool = True) ->
     """Seconds of each command per round, in turn, in one fresh temp dir.
 
     A warm-up of each first, the last one first (a tracked command creates the store; the file
-    cache warms up); without ``warm_up``, only the last one, once (smoke runs).
+    cache warms up); none without ``warm_up`` (smoke runs: the first timed run creates it).
     """
     with tempfile.TemporaryDirectory() as cwd:
-        for command in list(reversed(commands))[: None if warm_up else 1]:
+        for command in reversed(commands) if warm_up else []:
             timed(command, cwd)
         seconds: list[list[float]] = [[] for _ in commands]
         for _ in range(rounds):

@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     parser.add_argument("--load", nargs=2, metavar=("WHAT", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--write", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,7 +131,7 @@ def main() -> None:
             "process"
         )
         files = {what: parquet if "parquet" in what else csv for what in LOADS}
-        for what in LOADS:  # warm-up: the file cache, the imports' .pyc files
+        for what in [] if args.no_warm_up else LOADS:  # the file cache, the .pyc files
             measure(what, files[what])
         runs: dict[str, list[dict[str, float]]] = {what: [] for what in LOADS}
         for _ in range(args.rounds):

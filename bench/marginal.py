@@ -31,10 +31,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     args = parser.parse_args()
     one, many = [], []
     with tempfile.TemporaryDirectory() as cwd:
-        timed(sweep(1, args.epochs, "warm-up"), cwd)  # creates the store, warms the file cache
+        if not args.no_warm_up:  # creates the store, warms the file cache
+            timed(sweep(1, args.epochs, "warm-up"), cwd)
         for r in range(args.rounds):
             one.append(timed(sweep(1, args.epochs, f"one-{r}"), cwd))
             many.append(timed(sweep(args.jobs, args.epochs, f"many-{r}"), cwd))

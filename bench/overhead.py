@@ -30,7 +30,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: one warm-up")
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     args = parser.parse_args()
     commands = [
         [sys.executable, str(HERE / "plain_reference.py")],

@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     args = parser.parse_args()
     if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
         sys.exit('needs the joblib launcher: pip install -e ".[parallel]"')
@@ -35,7 +36,8 @@ def main() -> None:
     joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
     basic_s, joblib_s = [], []
     with tempfile.TemporaryDirectory() as cwd:
-        timed([*train, "epochs=1"], cwd)  # creates the store
+        if not args.no_warm_up:
+            timed([*train, "epochs=1"], cwd)  # creates the store
         for r in range(args.rounds):
             basic_s.append(timed([*command, f"tracking.experiment=basic-{r}"], cwd))
             joblib_s.append(timed([*command, f"tracking.experiment=joblib-{r}", *joblib], cwd))

@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: one warm-up")
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     args = parser.parse_args()
     epochs = [f"epochs={args.epochs}"]
     commands = [[*SINGLE, *epochs], [*SWEEP, *epochs]]

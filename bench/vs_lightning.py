@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--no-warm-up", action="store_true", help="smoke runs: no warm-up")
     parser.add_argument(
         "--lightning-arg",
         action="append",
@@ -60,8 +61,9 @@ def main() -> None:
     extra = args.lightning_arg
     epochs = f"epochs={args.epochs}"
     with tempfile.TemporaryDirectory() as cwd:
-        timed([*ours_cmd, "epochs=1"], cwd)  # warm-up: creates the stores, warms the file cache
-        timed([*lightning_cmd, "epochs=1", *extra], cwd)
+        if not args.no_warm_up:  # creates the stores, warms the file cache
+            timed([*ours_cmd, "epochs=1"], cwd)
+            timed([*lightning_cmd, "epochs=1", *extra], cwd)
         ours, lightning = [], []
         for _ in range(args.rounds):
             # sweep.resume=false: every round trains its 6 jobs (not skipped as done before)
