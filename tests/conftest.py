@@ -7,7 +7,10 @@ status, output, signals.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ from typing import Any
 
 import pytest
 import torch
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
@@ -144,6 +148,63 @@ def train_in_process(tmp_path_factory: pytest.TempPathFactory) -> TrainInProcess
 
     run.uri = uri  # type: ignore[attr-defined]
     return run
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A temp dir that every xdist worker of this session sees (this worker's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def built_once(directory: Path, build: Callable[[Path], None]) -> Path:
+    """``directory``, made by ``build(directory)`` by the first worker that asks for it: the
+    others wait for it, then share it. Read it only (``copy_store`` gives a copy to write)."""
+    with FileLock(f"{directory}.lock"):
+        done = directory / ".built"
+        if not done.is_file():
+            shutil.rmtree(directory, ignore_errors=True)  # a build that failed half-way
+            directory.mkdir()
+            build(directory)
+            done.touch()
+    return directory
+
+
+def copy_store(source: Path, target: Path) -> str:
+    """A copy of ``source/mlruns`` in ``target/mlruns``, its artifact locations pointed at the
+    copy; its tracking URI."""
+    shutil.copytree(source / "mlruns", target / "mlruns")
+    with sqlite3.connect(target / "mlruns" / "mlflow.db") as db:
+        for table, column in [
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("logged_models", "artifact_location"),
+        ]:
+            db.execute(
+                f"UPDATE {table} SET {column} = replace({column}, ?, ?)",
+                (str(source / "mlruns"), str(target / "mlruns")),
+            )
+    return sqlite_uri(target / "mlruns")
+
+
+@pytest.fixture(scope="session")
+def reference_run(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """``python -m pipeline.train`` with no overrides, from a fresh directory, made once per
+    session: what it printed, and its directory (the store in ``mlruns/``)."""
+
+    def train(cwd: Path) -> None:
+        result = run_cli(cwd=cwd)
+        printed = {
+            "returncode": result.returncode,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+        }
+        (cwd / "printed.json").write_text(json.dumps(printed))
+
+    cwd = built_once(shared_dir(tmp_path_factory, worker_id) / "reference-run", train)
+    printed = json.loads((cwd / "printed.json").read_text())
+    return subprocess.CompletedProcess(["python", "-m", "pipeline.train"], **printed), cwd
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import REFERENCE_OUTPUT, cost_history, run_cli, runs_of, sqlite_uri
+from conftest import REFERENCE_OUTPUT, cost_history, runs_of, sqlite_uri
 from pipeline.core.data import TOY_FEATURES, TOY_LABELS
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory):
-    """``python -m pipeline.train`` with no overrides, from a fresh directory."""
-    cwd = tmp_path_factory.mktemp("default")
-    result = run_cli(cwd=cwd)
+def default_run(reference_run):
+    """``python -m pipeline.train`` with no overrides, from a fresh directory (made once per
+    session: test_rerun reruns a copy of it)."""
+    result, cwd = reference_run
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(cwd / "mlruns")
     (run,) = runs_of(uri)

@@ -8,17 +8,17 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri, train_into
+from conftest import copy_store, cost_history, run_cli, runs_of
 from pipeline import rerun as rerun_command
 from pipeline.errors import PipelineError
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """A default run and a two-job sweep, in the default store of a fresh directory."""
+def trained(tmp_path_factory: pytest.TempPathFactory, reference_run):
+    """A default run (a copy of the session's reference run) and a two-job sweep, in the default
+    store of a fresh directory."""
     cwd = tmp_path_factory.mktemp("rerun")
-    uri = sqlite_uri(cwd / "mlruns")
-    train_into(uri)
+    uri = copy_store(reference_run[1], cwd)
     result = run_cli("-m", "seed=2,3", "epochs=100", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return cwd, uri, {run.info.run_name: run for run in runs_of(uri)}
