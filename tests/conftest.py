@@ -320,7 +320,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=rank)
     for item in items:
-        if item.path.name in EXTENDED:
+        if item.path.name in EXTENDED or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.extended)
 
 
