@@ -46,6 +46,10 @@ def test_a_terminal_gets_a_live_progress_line(tmp_path):
     [
         (["optim.lr=0"], "Config error: optim.lr must be > 0, got 0.0. Fix: e.g. optim.lr=0.1"),
         (
+            ["optim.momentum=2"],
+            "Config error: optim.momentum must be in [0, 1), got 2.0. Fix: e.g. optim.momentum=0.9",
+        ),
+        (
             ["data=csv", "data.path=missing.csv"],
             "CSV error: file not found: missing.csv. "
             "Fix: check the path (relative paths start from {cwd})",
