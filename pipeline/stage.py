@@ -212,6 +212,8 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
             )
         finally:
             progress.clear()
+        if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
+            save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
         final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
         if inputs.test is not None:
             final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
