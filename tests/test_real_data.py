@@ -174,3 +174,29 @@ def test_predict_rejects_a_feature_count_mismatch(iris_run, tmp_path):
     (tmp_path / "two.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="has 2 columns, the model expects 4 features"):
         predict(run.info.run_id, str(tmp_path / "two.csv"), uri, ",", True)
+
+
+def test_logging_a_model_skips_mlflows_dependency_scan_and_loading_it_still_checks(
+    store, monkeypatch
+):
+    """The requirements logged are this environment's versions: MLflow's check of them against
+    this environment (its first call scans every installed distribution) is not paid while
+    logging; loading the model, which may happen in another environment, still checks."""
+    import mlflow
+    import torch
+    from mlflow.utils import requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
+    _, run = train_into(store, "epochs=5")
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # never scanned
+    client = MlflowClient(tracking_uri=store)
+    logged = client.download_artifacts(run.info.run_id, "classifier/requirements.txt")
+    assert Path(logged).read_text().split() == [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+    ]
+    mlflow.set_tracking_uri(store)
+    mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
+    assert requirements_utils._MODULES_TO_PACKAGES is not None  # loading checked them
