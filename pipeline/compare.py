@@ -4,7 +4,8 @@ TARGET is a sweep's parent run id, an experiment name, or nothing (the latest sw
 default experiment). One row per run: its name, status, the params that vary across the rows
 (``--all``: every param), the key metrics and its id, best first by the sweep's objective
 (``--sort METRIC``: ascending, ``--desc``: descending). ``--format md|csv|json`` for reports and
-scripts; the plain table fits the terminal's width, long values shortened with an ellipsis.
+scripts. The plain table fits the terminal's width (long values shortened with an ellipsis);
+piped to a file or a program, it is printed whole.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import io
 import json
 import math
 import re
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import cli
 from pipeline.errors import PipelineError
+from pipeline.runtime.text_table import fit_widths, format_table, shorten, terminal_width
 
 if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
     from mlflow.entities import Run
@@ -29,11 +30,9 @@ EXAMPLE = "python -m pipeline.compare 2fba20b9b0664e --sort test_accuracy --desc
 KEY_METRICS = ("objective", "final_cost", "final_accuracy", "test_cost", "test_accuracy")
 FORMATS = ("text", "md", "csv", "json")
 MISSING = "-"
-ELLIPSIS = "…"
 MIN_WIDTH = 4  # a column is never shortened below this (the ellipsis included)
 SHORT_TEXT = 12  # run names and params are shortened to this before the run id
 SHORT_ID = 13  # 12 characters of a run id and the ellipsis
-GAP = "  "
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -69,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = open_store(resolve_tracking_uri(args.tracking_uri))
     table = build_table(client, args.target, args.sort, args.desc, args.all)
-    width = shutil.get_terminal_size().columns
-    print(render(table, args.format, width))
+    print(render(table, args.format, terminal_width()))
     return 0
 
 
@@ -167,7 +165,8 @@ def row(run: Run, params: list[str], metrics: list[str]) -> dict[str, Any]:
     }
 
 
-def render(table: Table, fmt: str, width: int) -> str:
+def render(table: Table, fmt: str, width: int | None) -> str:
+    """The table in ``fmt``; a text table fits ``width`` (None: the whole table)."""
     if fmt == "json":
         return json.dumps([_json_row(r) for r in table.rows], indent=2)
     if fmt == "csv":
@@ -180,7 +179,8 @@ def render(table: Table, fmt: str, width: int) -> str:
     numeric = [c in table.metrics for c in table.columns]
     if fmt == "md":
         return markdown(table.columns, cells, numeric)
-    return shorten(table.title, width) + "\n" + text_table(table.columns, cells, numeric, width)
+    title = table.title if width is None else shorten(table.title, width)
+    return title + "\n" + text_table(table.columns, cells, numeric, width)
 
 
 def _text_cell(value: Any) -> str:
@@ -208,45 +208,25 @@ def markdown(header: list[str], cells: list[list[str]], numeric: list[bool]) -> 
     return "\n".join("| " + " | ".join(escape(c) for c in line) + " |" for line in lines)
 
 
-def text_table(header: list[str], cells: list[list[str]], numeric: list[bool], width: int) -> str:
-    """Columns padded to one width each and, to fit ``width``, shortened in steps: names and
-    params to ``SHORT_TEXT`` and numeric headers to their values' width, then the run id (the last
-    column) to ``SHORT_ID``, then anything to ``MIN_WIDTH``. Numbers keep their digits longest."""
-    columns = list(zip(header, *cells, strict=True))
-    natural = [max(map(len, column)) for column in columns]
-    values = [max(MIN_WIDTH, *map(len, column[1:])) for column in columns]
-    soft = [min(n, values[i] if numeric[i] else SHORT_TEXT) for i, n in enumerate(natural)]
-    steps = [
-        [*soft[:-1], natural[-1]],  # the run id whole
-        [*soft[:-1], min(natural[-1], SHORT_ID)],
-        [MIN_WIDTH] * len(natural),
-    ]
-    widths = fit(natural, steps, width - len(GAP) * (len(header) - 1))
-    lines = []
-    for line in [header, *cells]:
-        shown = [
-            shorten(cell, w).rjust(w) if n else shorten(cell, w).ljust(w)
-            for cell, w, n in zip(line, widths, numeric, strict=True)
+def text_table(
+    header: list[str], cells: list[list[str]], numeric: list[bool], width: int | None
+) -> str:
+    """Columns padded to one width each (numbers right-aligned) and, to fit ``width`` (None: no
+    limit), shortened in steps: names and params to ``SHORT_TEXT`` and numeric headers to their
+    values' width, then the run id (the last column) to ``SHORT_ID``, then anything to
+    ``MIN_WIDTH``. Numbers keep their digits longest."""
+    rows = [header, *cells]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    if width is not None:
+        values = [max(MIN_WIDTH, *map(len, column[1:])) for column in zip(*rows, strict=True)]
+        soft = [min(n, values[i] if numeric[i] else SHORT_TEXT) for i, n in enumerate(widths)]
+        steps = [
+            [*soft[:-1], widths[-1]],  # the run id whole
+            [*soft[:-1], min(widths[-1], SHORT_ID)],
+            [MIN_WIDTH] * len(widths),
         ]
-        lines.append(GAP.join(shown).rstrip())
-    return "\n".join(lines)
-
-
-def fit(widths: list[int], steps: list[list[int]], budget: int) -> list[int]:
-    """Narrow the widest column by one character until the widths add up to ``budget``, down
-    to the first step's floors, then the next step's, ..."""
-    widths = list(widths)
-    for floors in steps:
-        while sum(widths) > budget:
-            movable = [i for i, w in enumerate(widths) if w > floors[i]]
-            if not movable:
-                break
-            widths[max(movable, key=lambda i: widths[i])] -= 1
-    return widths
-
-
-def shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + ELLIPSIS
+        widths = fit_widths(widths, steps, width)
+    return "\n".join(format_table(rows, numeric, widths))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline import cli
+from pipeline.runtime.text_table import format_table
 
 if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
     from mlflow.entities import Run
@@ -61,10 +62,7 @@ def metric_lines(first: dict[str, float], second: dict[str, float]) -> list[str]
         rows = [("metric", "A", "B", "B - A")]
         rows += [(k, f"{first[k]:.6g}", f"{second[k]:.6g}", _delta(first[k], second[k]))
                  for k in shared]  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        for name, *values in rows:
-            cells = [v.rjust(w) for v, w in zip(values, widths[1:], strict=True)]
-            lines.append("  " + "  ".join([name.ljust(widths[0]), *cells]))
+        lines += [f"  {line}" for line in format_table(rows, right=[False, True, True, True])]
     for side, only in (("A", first.keys() - second.keys()), ("B", second.keys() - first.keys())):
         if only:
             lines.append(f"  only in {side}: {', '.join(sorted(only))}")

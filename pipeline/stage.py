@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from pipeline.config.build import build
+from pipeline.config.params import is_run_setting
 from pipeline.config.schema import Device
 from pipeline.core import checkpoint
 from pipeline.core.data import Dataset, standardization
@@ -26,7 +27,7 @@ from pipeline.core.loop import fit
 from pipeline.core.model import Standardize
 from pipeline.errors import PipelineError
 from pipeline.runtime.console import Progress
-from pipeline.runtime.job import JobContext, read_job, record_job
+from pipeline.runtime.job import JobContext, override_key, read_job, record_job
 from pipeline.tracking.addresses import run_address
 from pipeline.tracking.checkpoints import Checkpoints
 from pipeline.tracking.datasets import log_datasets
@@ -67,6 +68,21 @@ def resolve_device(device: Device) -> torch.device:
     if device == Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device.value)
+
+
+# Overrides that do not change what the optimizer does to the cost: never a divergence's cause.
+NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed"}
+
+
+def steering(overrides: tuple[str, ...]) -> list[str]:
+    """The job's overrides that change the optimization (``optim.momentum=0.99``, ``optim=adam``,
+    ``batch_size=1``): less run settings, Hydra's own and those in ``NOT_STEERING``."""
+    keys = [(override_key(o), o.lstrip("+~")) for o in overrides]
+    return [
+        setting
+        for key, setting in keys
+        if not (is_run_setting(key) or key in NOT_STEERING or key.split(".")[0] == "hydra")
+    ]
 
 
 def earlier_run(
@@ -192,9 +208,12 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
                 start_epoch=start_epoch,
                 save=save_checkpoint,
                 save_every_s=cfg.checkpoint.every_s,
+                changed=steering(job.overrides),
             )
         finally:
             progress.clear()
+        if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
+            save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
         final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
         if inputs.test is not None:
             final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import sys
 
 import hydra
@@ -33,11 +34,27 @@ def run_job(cfg: DictConfig, job: JobContext) -> float:
     return outcome.value
 
 
+def run_alone(cfg: DictConfig, job: JobContext) -> float:
+    """A single run: a user's mistake (a PipelineError) is its one line on stderr, exit status 1.
+
+    Hydra would frame that line with ``Error executing job with overrides: ...`` and a hint to
+    set HYDRA_FULL_ERROR=1, which reads like a crash; with HYDRA_FULL_ERROR=1, Hydra reports it
+    (a full trace), as it does any other exception.
+    """
+    try:
+        return run_job(cfg, job)
+    except PipelineError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     job = JobContext.current()
     if job.job_num is None:
-        return run_job(cfg, job)
+        return run_alone(cfg, job)
     interrupts.install()  # in a job process of its own (submitit) too
     try:  # in a sweep, a failed job is recorded in its job dir and the others go on
         return run_job(cfg, job)

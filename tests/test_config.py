@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_job, run_cli, runs_of, sqlite_uri, train_into
-from pipeline.config import compose_config, validate
+from pipeline.config import CONF_DIR, compose_config, register_configs, validate
+from pipeline.config.params import flatten_dict
 from pipeline.errors import ConfigError
 
 
@@ -74,7 +77,11 @@ def test_adam_group_has_its_own_fields():
         (["log_every=0"], "log_every must be >= 1"),
         (["threads=0"], "threads must be >= 1"),
         (["seed=-3"], "seed must be in [0, 2**32)"),
-        (["optim.momentum=-0.5"], "optim.momentum must be >= 0"),
+        (["optim.momentum=-0.5"], "optim.momentum must be in [0, 1), got -0.5"),
+        (["optim.momentum=2"], "optim.momentum must be in [0, 1), got 2.0. Fix: e.g. optim.m"),
+        (["optim.momentum=1"], "optim.momentum must be in [0, 1), got 1.0"),
+        (["optim=adam", "optim.betas=[0.9,1.0]"], "optim.betas must be two values in [0, 1)"),
+        (["optim=adamw", "optim.betas=[-0.1,0.999]"], "must be two values in [0, 1), got [-0.1"),
         (["optim.weight_decay=-1"], "optim.weight_decay must be >= 0"),
         (["optim.nesterov=true"], "optim.nesterov=true needs momentum"),
         (["optim=adam", "optim.betas=[0.9]"], "optim.betas must be two values in [0, 1)"),
@@ -154,8 +161,75 @@ def test_experiments_set_what_the_readme_says():
     assert iris.model._target_.endswith(".mlp")
     assert iris.optim._target_ == "torch.optim.Adam"
     assert iris.batch_size == 16
+    assert list(iris.model.hidden) == [16]
+    assert (iris.epochs, iris.optim.lr) == (300, 0.01)
     fast = compose_config(["debug=fast"])
     assert (fast.epochs, fast.log_every) == (20, 10)
+    assert fast.tracking.flush_every_s == 0.5
+
+
+# What Hydra records about the overrides themselves, which differ with any override.
+HYDRA_BOOKKEEPING = ("hydra.overrides.", "hydra.job.override_dirname", "hydra.runtime.choices.")
+
+PRESET_GROUPS = ("experiment", "debug")  # a preset: a file of one of these groups
+
+# Every value each preset sets: the group files it picks, then its own values (flat keys).
+PRESETS = {
+    "experiment/iris_mlp": (
+        {"data": "iris", "model": "mlp", "optim": "adam"},
+        {"epochs": 300, "batch_size": 16, "model.hidden": [16], "optim.lr": 0.01},
+    ),
+    "experiment/lr_seed_sweep": (
+        {},
+        {"hydra.sweeper.params.optim.lr": "0.01,0.1", "hydra.sweeper.params.seed": "1,2,3"},
+    ),
+    "experiment/reference": (
+        {"data": "toy", "model": "softmax", "optim": "sgd"},
+        {"seed": 1, "epochs": 1000, "batch_size": None, "optim.lr": 0.1},
+    ),
+    "debug/fast": ({}, {"epochs": 20, "log_every": 10, "tracking.flush_every_s": 0.5}),
+}
+
+
+def composed(*overrides: str) -> tuple[dict, dict]:
+    """(the config with Hydra's node, as flat keys; Hydra's group choices)."""
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    values = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    return flatten_dict(values), dict(cfg.hydra.runtime.choices)
+
+
+def test_every_value_a_preset_sets_is_composed_and_nothing_else_changes():
+    files = sorted((ROOT / "conf").glob("*/*.yaml"))
+    presets = {f"{p.parent.name}/{p.stem}" for p in files if p.parent.name in PRESET_GROUPS}
+    assert presets == set(PRESETS)  # a new preset gets its values written down here
+    for preset, (choices, values) in PRESETS.items():
+        raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / f"{preset}.yaml"))
+        picked = {key.split("/")[-1]: value for entry in raw.pop("defaults", []) for key, value in
+                  entry.items()}  # fmt: skip
+        assert picked == choices, preset
+        assert set(flatten_dict(raw)) == set(values), preset  # the table holds every value
+        group, name = preset.split("/")
+        flat, chosen = composed(f"{group}={name}")
+        assert {g: chosen[g] for g in choices} == choices, preset
+        for key, value in values.items():
+            assert flat[key] == value, (preset, key)
+        base, _ = composed(*(f"{g}={c}" for g, c in choices.items()))
+        changed = {k for k in flat.keys() | base.keys() if flat.get(k) != base.get(k)}
+        changed -= {k for k in changed if k.startswith(HYDRA_BOOKKEEPING)}
+        assert changed <= set(values), (preset, changed - set(values))
+
+
+def test_cfg_job_prints_the_composed_job_config(tmp_path):
+    result = run_cli("--cfg", "job", "experiment=iris_mlp", "optim.lr=0.05", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    expected = compose_config(["experiment=iris_mlp", "optim.lr=0.05"])
+    assert printed == OmegaConf.to_container(expected, enum_to_str=True)
+    assert (printed["model"]["hidden"], printed["optim"]["lr"]) == ([16], 0.05)
+    assert "hydra" not in printed
+    assert list(tmp_path.iterdir()) == []  # nothing ran: no outputs/, no store
 
 
 def test_an_optimizer_torch_ships_is_one_yaml_file_and_no_code(tmp_path: Path):

@@ -8,11 +8,15 @@ import time
 from collections.abc import Iterator
 
 import mlflow
+import mlflow.pytorch
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, runs_of, sqlite_uri, start_cli
+from conftest import cost_history, runs_of, sqlite_uri, start_cli, train_into
 from pipeline.runtime import interrupts
 from pipeline.runtime.job import JobContext
+from pipeline.tracking.checkpoints import Checkpoints
 from pipeline.tracking.runs import RunStart, tracked_run
 from pipeline.tracking.store import prepare_store
 
@@ -45,6 +49,34 @@ def test_keyboard_interrupt_marks_the_run_killed(store):
         raise KeyboardInterrupt
     (run,) = runs_of(store, "lifecycle")
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("data", ["toy", "iris"])
+def test_a_kept_checkpoint_is_the_finished_runs_final_state(store, data):
+    """``checkpoint.keep=true`` on a run shorter than ``checkpoint.every_s``: no checkpoint was
+    due while it trained, yet the FINISHED run keeps one, of its last epoch, equal to its model."""
+    _, run = train_into(store, f"data={data}", "epochs=30", "checkpoint.keep=true")
+    assert run.info.status == "FINISHED"
+    client = MlflowClient(tracking_uri=store)
+    checkpoints = Checkpoints(client, run)
+    assert checkpoints.latest["epoch"] == 30
+    assert checkpoints.previous is None  # no checkpoint was taken while training
+    state = checkpoints.load()
+    assert state["epoch"] == 30
+    logged = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    if data == "iris":  # standardization, then the model
+        logged = logged[1]
+    weights = logged.state_dict()
+    assert state["model"].keys() == weights.keys()
+    for key, value in state["model"].items():
+        assert torch.equal(value, weights[key]), key
+
+
+def test_without_keep_a_finished_run_keeps_no_checkpoint(store):
+    _, run = train_into(store, "epochs=30", "checkpoint.every_s=0.000001")  # one every epoch
+    assert run.info.status == "FINISHED"
+    assert "checkpoint" not in run.data.tags
+    assert MlflowClient(tracking_uri=store).list_artifacts(run.info.run_id, "checkpoints") == []
 
 
 @pytest.fixture

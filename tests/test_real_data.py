@@ -174,3 +174,60 @@ def test_predict_rejects_a_feature_count_mismatch(iris_run, tmp_path):
     (tmp_path / "two.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="has 2 columns, the model expects 4 features"):
         predict(run.info.run_id, str(tmp_path / "two.csv"), uri, ",", True)
+
+
+def test_logging_a_model_skips_mlflows_dependency_scan_and_loading_it_still_checks(
+    store, monkeypatch
+):
+    """The requirements logged are this environment's versions: MLflow's check of them against
+    this environment (its first call scans every installed distribution) is not paid while
+    logging; loading the model, which may happen in another environment, still checks."""
+    import mlflow
+    import torch
+    from mlflow.utils import requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
+    _, run = train_into(store, "epochs=5")
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # never scanned
+    client = MlflowClient(tracking_uri=store)
+    logged = client.download_artifacts(run.info.run_id, "classifier/requirements.txt")
+    assert Path(logged).read_text().split() == [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+    ]
+    mlflow.set_tracking_uri(store)
+    mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
+    assert requirements_utils._MODULES_TO_PACKAGES is not None  # loading checked them
+
+
+def test_data_parquet_trains_like_the_same_table_built_in(iris_run, tmp_path):
+    """``data=parquet`` with the shipped defaults, on iris written to a Parquet file with text
+    labels: the same splits, digest, costs and metrics as ``data=iris``."""
+    from sklearn.datasets import load_iris
+
+    _, iris_uri, iris = iris_run
+    bunch = load_iris()
+    table = pd.DataFrame(bunch.data.astype(np.float32), columns=bunch.feature_names)
+    table["species"] = bunch.target_names[bunch.target]
+    path = tmp_path / "iris.parquet"
+    table.to_parquet(path)
+    uri = sqlite_uri(tmp_path / "mlruns")
+    outcome, run = train_into(uri, "data=parquet", f"data.path={path}", "data.label=species")
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["data"], params["data.path"], params["data.label"]) == (
+        "parquet",
+        str(path),
+        "species",
+    )
+    assert (params["data.features"], params["data.standardize"]) == ("None", "True")
+    assert run.data.tags["data.digest"] == iris.data.tags["data.digest"]
+    assert cost_history(uri, run.info.run_id) == cost_history(iris_uri, iris.info.run_id)
+    assert run.data.metrics == iris.data.metrics
+    assert run.data.metrics["test_accuracy"] >= 0.9
+    assert outcome.value == run.data.metrics["objective"]
+    inputs = {i.dataset.name: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"parquet/train", "parquet/validation", "parquet/test"}
+    assert json.loads(inputs["parquet/train"].source) == {"uri": str(path)}

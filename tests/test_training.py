@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
+from conftest import runs_of, train_into
 from pipeline.config import compose_config
-from pipeline.core.loop import UnreadEpochs, fit
+from pipeline.core.loop import DivergedError, UnreadEpochs, divergence_fix, fit
 from pipeline.runtime.console import Progress
+from pipeline.stage import steering
 
 TOY = instantiate(compose_config().data)
 
@@ -64,3 +66,39 @@ def test_reading_every_epoch_gives_the_same_metrics(monkeypatch, batch_size):
     each_epoch = recorded_fit(batch_size)
     assert in_bulk == each_epoch
     assert len({m["accuracy"] for _, m in in_bulk}) > 1  # accuracy moves: the test can fail
+
+
+def test_a_divergences_fix_names_the_values_the_user_set():
+    assert steering(("epochs=5", "seed=2", "+tracking.tags.a=b", "hydra.verbose=true")) == []
+    assert divergence_fix(0.1, []) == "Fix: a smaller optim.lr (now 0.1)"
+    assert divergence_fix(1e38, ["optim.lr=1e38"]) == "Fix: a smaller optim.lr (now 1e+38)"
+    changed = steering(("optim=adam", "+optim.amsgrad=true", "batch_size=8", "device=cpu"))
+    assert changed == ["optim=adam", "optim.amsgrad=true", "batch_size=8"]
+    assert divergence_fix(0.01, changed) == (
+        "Fix: other values for what you set (optim=adam, optim.amsgrad=true, batch_size=8), "
+        "e.g. a smaller optim.lr (now 0.01)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("optim.lr=1e38", "optim.momentum=0.9", "epochs=5"),
+            "Training diverged: cost is nan at epoch 1. Fix: other values for what you set "
+            "(optim.lr=1e38, optim.momentum=0.9), e.g. a smaller optim.lr (now 1e+38)",
+        ),
+        (
+            ("optim.weight_decay=1e38", "epochs=5", "+tracking.tags.purpose=x"),
+            "Training diverged: cost is nan at epoch 2. Fix: other values for what you set "
+            "(optim.weight_decay=1e38), e.g. a smaller optim.lr (now 0.1)",
+        ),
+    ],
+)
+def test_a_diverged_run_fails_naming_what_the_user_changed(store, overrides, message):
+    with pytest.raises(DivergedError) as raised:
+        train_into(store, *overrides)
+    assert str(raised.value) == message
+    (run,) = runs_of(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == message

@@ -35,7 +35,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("seed", lambda v: 0 <= v < 2**32, "in [0, 2**32)", "1"),
     ("optim.lr", lambda v: v > 0, "> 0", "0.1"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0", "0"),
-    ("optim.momentum", lambda v: v >= 0, ">= 0", "0.9"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)", "0.9"),  # 1 and above diverge
     (
         "optim.betas",
         lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,14 @@ class DivergedError(PipelineError):
     """The cost became NaN or infinite."""
 
     resumable = False  # resuming would diverge again: the run is FAILED for good
+
+
+def divergence_fix(lr: float, changed: Sequence[str]) -> str:
+    """What to try after a divergence: other values for what the user set, or a smaller lr."""
+    smaller = f"a smaller optim.lr (now {lr})"
+    if all(setting.split("=", 1)[0] == "optim.lr" for setting in changed):
+        return f"Fix: {smaller}"
+    return f"Fix: other values for what you set ({', '.join(changed)}), e.g. {smaller}"
 
 
 def train_step(
@@ -152,13 +160,15 @@ def fit(
     start_epoch: int = 0,
     save: Callable[[int], None] | None = None,
     save_every_s: float = math.inf,
+    changed: Sequence[str] = (),
 ) -> None:
     """Train for epochs ``start_epoch``..``epochs``; ``record`` gets each epoch's metrics.
 
     ``cost`` and ``accuracy`` are measured on the training split before each step (as in the
     reference script); ``val_cost`` and ``val_accuracy`` on the validation split after it.
     ``generator`` shuffles the mini-batches. ``save(epoch)`` checkpoints the state after
-    ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run.
+    ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run. ``changed``:
+    the values the user set (``optim.momentum=0.99``), which a divergence's Fix names.
     """
     unread = UnreadEpochs(data.train.labels)
     done = start_epoch - 1  # the last epoch fully trained
@@ -170,11 +180,8 @@ def fit(
             record(epoch, metrics, ms)
             cost = metrics["cost"]
             if not math.isfinite(cost):
-                lr = optimizer.param_groups[0]["lr"]
-                raise DivergedError(
-                    f"Training diverged: cost is {cost} at epoch {epoch}. "
-                    f"Fix: a smaller optim.lr (now {lr})"
-                )
+                fix = divergence_fix(optimizer.param_groups[0]["lr"], changed)
+                raise DivergedError(f"Training diverged: cost is {cost} at epoch {epoch}. {fix}")
             if epoch % log_every == 0 or epoch == epochs:
                 progress.clear()
                 log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost)

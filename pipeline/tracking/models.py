@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -32,14 +34,38 @@ def model_code(tmp: Path) -> str:
     return str(staged)
 
 
+@contextmanager
+def requirements_as_given() -> Iterator[None]:
+    """Logging a model, MLflow checks its pip requirements against this environment
+    (``warn_dependency_requirement_mismatches``: when it processes them, and when it loads the
+    model back to check the input example; no argument or variable turns it off). Its first call
+    in a process scans every installed distribution, 0.2-0.3 s. The requirements given here are
+    this environment's own versions, so the check is skipped while logging. Loading a logged
+    model elsewhere (``predict``, ``mlflow models serve``) still checks: the environment may
+    differ there."""
+    import mlflow.pyfunc as pyfunc  # the module itself (``mlflow.pyfunc`` is a lazy loader)
+    from mlflow.utils import environment
+
+    callers = (environment, pyfunc)  # the modules that call it, by the name they import
+    checks = [caller.warn_dependency_requirement_mismatches for caller in callers]
+    for caller in callers:
+        caller.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        for caller, check in zip(callers, checks, strict=True):
+            caller.warn_dependency_requirement_mismatches = check
+
+
 def log_model(
     model: torch.nn.Module, example: torch.Tensor, class_names: list[str], feature_names: list[str]
 ) -> None:
     """Log ``model/`` (the PyTorch model) and ``classifier/`` (probabilities by class name).
 
-    Requirements are given, not inferred (inference costs seconds); the PyTorch model is
-    pickled so it loads back as the ``nn.Module`` it was, with the package code it needs beside
-    it (``MODEL_CODE``). The classifier has a signature but no input example: MLflow checks an
+    Requirements are given, not inferred (inference costs seconds), and not checked against the
+    environment they come from (``requirements_as_given``); the PyTorch model is pickled so it
+    loads back as the ``nn.Module`` it was, with the package code it needs beside it
+    (``MODEL_CODE``). The classifier has a signature but no input example: MLflow checks an
     example by loading the model it logs, and this one would load the PyTorch model again.
     """
     model = model.cpu().eval()
@@ -48,7 +74,7 @@ def log_model(
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
     example_table = pd.DataFrame(example.double().numpy(), columns=feature_names)  # any float
     probabilities = pd.DataFrame(torch.softmax(logits, dim=1).numpy(), columns=class_names)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, requirements_as_given():
         torch_model = mlflow.pytorch.log_model(
             model,
             name="model",

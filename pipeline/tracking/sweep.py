@@ -17,6 +17,7 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime.job import SWEEP_FILE, read_job
+from pipeline.runtime.text_table import format_table
 from pipeline.tracking.identity import SWEEP_KEY_TAG, sweep_key
 from pipeline.tracking.redact import redact
 
@@ -171,11 +172,7 @@ def table(results: list[JobResult]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return "\n".join(format_table(rows))
 
 
 def log_summary(
