@@ -1,6 +1,7 @@
 """From a sweep to a served model: ``compare``, ``diff``, ``register``, predict by alias and
 ``mlflow models serve``, on one real sweep (2 lr x 2 seeds on iris; the lr=1e38 jobs diverge and
-end FAILED)."""
+end FAILED); and ``sweep.direction=maximize`` picking the best run, ``compare``'s ranking and
+``register``'s choice, on a second one."""
 
 from __future__ import annotations
 
@@ -304,3 +305,60 @@ def invoke(port: int, body: bytes, content_type: str) -> dict:
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
+
+
+# sweep.direction=maximize: the run with the highest objective is the best
+
+
+@pytest.fixture(scope="module")
+def maximized(tmp_path_factory: pytest.TempPathFactory):
+    """A sweep of 3 learning rates that maximizes its objective (the training cost, here: the
+    opposite of what minimizing picks): (uri, its output, the parent, runs highest first)."""
+    cwd = tmp_path_factory.mktemp("maximize")
+    result = run_cli("-m", "optim.lr=0.03,0.1,0.3", "epochs=50", "sweep.direction=maximize",
+                     cwd=cwd)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    uri = sqlite_uri(cwd / "mlruns")
+    parent, runs = sweep_runs(uri)
+    highest = sorted(runs, key=lambda run: run.data.metrics["objective"], reverse=True)
+    objectives = [run.data.metrics["objective"] for run in highest]
+    assert len(set(objectives)) == 3  # a strict order to check
+    return uri, result.stdout, parent, highest
+
+
+def test_maximize_makes_the_highest_objective_the_best_run(maximized):
+    _, output, parent, (best, *_) = maximized
+    assert parent.data.tags["sweep.direction"] == "maximize"
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.tags["best_run_name"] == best.info.run_name
+    assert parent.data.metrics["best_objective"] == best.data.metrics["objective"]
+    assert parent.data.params["best.optim.lr"] == best.data.params["optim.lr"]
+    line = f"Best run by objective (maximize): {best.info.run_name} ({best.info.run_id})"
+    assert line in output
+
+
+def test_compare_ranks_a_maximized_sweep_highest_first(maximized, capsys, monkeypatch):
+    uri, _, parent, highest = maximized
+    rows = json.loads(call(capsys, compare, parent.info.run_id, "--format", "json",
+                           "--tracking-uri", uri))  # fmt: skip
+    assert [row["run_id"] for row in rows] == [run.info.run_id for run in highest]
+    monkeypatch.setenv("COLUMNS", "200")
+    text = call(capsys, compare, "--tracking-uri", uri)  # the latest sweep
+    title = f"3 runs of {parent.info.run_name!r} ({parent.info.run_id}), by objective (maximize)"
+    assert text.splitlines()[0] == title
+
+
+def test_register_a_maximized_sweep_takes_its_highest_run(maximized, capsys):
+    uri, _, parent, (best, *_) = maximized
+    out = call(capsys, register, parent.info.run_id, "--tracking-uri", uri)
+    objective = best.data.metrics["objective"]
+    assert out.splitlines()[0] == (
+        f"Registered run {best.info.run_id} {best.info.run_name!r} (objective {objective:.6g}, "
+        f"the best of sweep {parent.info.run_id})"
+    )
+    version = MlflowClient(tracking_uri=uri).get_model_version_by_alias(
+        "softmax-regression", "champion"
+    )
+    assert version.run_id == best.info.run_id
+    assert version.tags["sweep.direction"] == "maximize"
+    assert version.tags["sweep_run_id"] == parent.info.run_id

@@ -1,5 +1,7 @@
-"""Bad input across the whole surface: one clear message, exit status != 0, no traceback, no run
-left RUNNING, earlier runs untouched. Plus secrets and signals during a sweep."""
+"""Bad input across the whole surface, as the README's "When things go wrong" table promises:
+one line with a fix (Hydra's own message, naming the key and its type or options, for a config
+that does not compose), the documented exit status, no traceback, no run left RUNNING, earlier
+runs untouched. Plus secrets and signals during a sweep."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, sweep_runs, train_into
+from pipeline import cli
 from pipeline.errors import PipelineError
 
 CSV_FILES = {
@@ -22,23 +26,28 @@ CSV_FILES = {
     "oneclass.csv": "a,b,label\n1,2,0\n2,3,0\n",
 }
 
-CLI, HERE = "in a process", "in this process"
-# (arguments, command, what the message must say, how): every case is one line with a fix,
-# exit status != 0 and nothing new in the store. "in a process" runs the command as a user
-# does; "in this process" calls it (each kind of error has at least one case in a process).
+CLI, HYDRA, HERE = "in a process", "Hydra's message, in a process", "in this process"
+# (arguments, command, what the message must say, how): every case has the command's exit
+# status (EXIT) and nothing new in the store. "in a process" runs the command as a user does:
+# one line with a fix on stderr, nothing on stdout; "Hydra's message" is Hydra's own error for a
+# config that does not compose, which names the key and its type or the options; "in this
+# process" calls the command (each kind of error has at least one case in a process).
+EXIT = {"train": 1, "predict": 2, "rerun": 2}
 BAD_INPUTS = [
     (["optim.lr=-0.1"], "train", "optim.lr must be > 0, got -0.1. Fix: e.g. optim.lr=0.1", CLI),
-    (["optim.lr=abc"], "train", "Value 'abc' of type 'str' could not be converted to Float", CLI),
-    (["epochs=1.5"], "train", "Value '1.5' of type 'float' could not be converted to Integer", CLI),
+    (["optim.lr=abc"], "train", "Value 'abc' of type 'str' could not be converted to Float", HYDRA),
+    (["epochs=1.5"], "train", "Value '1.5' of type 'float' could not be converted to Integer",
+     HYDRA),
     (["epochs=0"], "train", "epochs must be >= 1, got 0", CLI),
     (["batch_size=0"], "train", "batch_size must be >= 1 (or null for full batch)", CLI),
     (["seed=-1"], "train", "seed must be in [0, 2**32)", CLI),
-    (["optim=rmsprop"], "train", "Could not find 'optim/rmsprop'", CLI),
-    (["data=mnist"], "train", "Could not find 'data/mnist'", CLI),
-    (["hydra/launcher=nope"], "train", "Could not find 'hydra/launcher/nope'", CLI),
-    (["epoch=10"], "train", "Could not override 'epoch'", CLI),
+    (["optim=rmsprop"], "train", "Could not find 'optim/rmsprop'", HYDRA),
+    (["data=mnist"], "train", "Could not find 'data/mnist'", HYDRA),
+    (["hydra/launcher=nope"], "train", "Could not find 'hydra/launcher/nope'", HYDRA),
+    (["epoch=10"], "train", "Could not override 'epoch'", HYDRA),
     (["+extra=1"], "train", "unknown key 'extra'", CLI),
-    (["model=mlp", "model.activation=sigmoid"], "train", "expected one of [relu, tanh, gelu]", CLI),
+    (["model=mlp", "model.activation=sigmoid"], "train", "expected one of [relu, tanh, gelu]",
+     HYDRA),
     (["optim=lbfgs", "batch_size=32"], "train", "optim=lbfgs needs full-batch training", CLI),
     (["optim.nesterov=true"], "train", "optim.nesterov=true needs momentum", CLI),
     (["data=iris", "data.val_fraction=0.5", "data.test_fraction=0.45"], "train",
@@ -92,13 +101,52 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     return cwd, uri, earlier
 
 
-def test_there_are_at_least_25_bad_inputs():
-    assert len(BAD_INPUTS) >= 25
-    assert len([case for case in BAD_INPUTS if case[3] == CLI]) >= 18
+# The RunIf(min_gpus=1) of lightning-hydra-template, inverted: device=cuda is an error only where
+# there is no GPU (tests/test_resume.py trains on one where there is).
+without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is available")
+CASES = [
+    pytest.param(*case, id=" ".join(case[0]),
+                 marks=without_cuda if case[0] == ["device=cuda"] else ())
+    for case in BAD_INPUTS
+]  # fmt: skip
+
+# Hydra wraps a job's error in two lines of its own: "Error executing job with overrides: [...]"
+# before it, and "Set the environment variable HYDRA_FULL_ERROR=1 ..." after a blank line. The
+# train command is to print its one line and nothing else (issue 24); the lead removes this
+# allowance when that lands, and assert_one_line then takes exactly one line.
+HYDRA_BEFORE = "Error executing job with overrides: ["
+HYDRA_AFTER = ["", "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."]
 
 
-def error_here(module: str, args: list[str], uri: str) -> str:
-    """The one-line error of the command, called in this process with the workspace's store."""
+def assert_one_line(stderr: str) -> str:
+    """The train command's error: one line on stderr (less Hydra's wrapper, for now)."""
+    lines = stderr.splitlines()
+    if lines and lines[0].startswith(HYDRA_BEFORE):
+        lines = lines[1:]
+    if lines[-2:] == HYDRA_AFTER:
+        lines = lines[:-2]
+    (line,) = lines
+    return line
+
+
+def assert_hydra_names_the_fix(output: str, args: list[str]) -> None:
+    """Hydra's message for a config that does not compose names what to change: the options of
+    a group it cannot find, how to add a key the config lacks, or the key of a bad value."""
+    key, value = args[-1].split("=", 1)
+    if "Could not find" in output:
+        options = {"optim": "adam adamw lbfgs sgd", "data": "csv digits iris toy",
+                   "hydra/launcher": "basic joblib slurm submitit_local"}[key]  # fmt: skip
+        assert all(option in output.split("Available options", 1)[1] for option in options.split())
+    elif "Could not override" in output:
+        assert f"To append to your config use +{key}={value}" in output
+    else:
+        assert f"full_key: {key}" in output
+
+
+def error_here(module: str, args: list[str], uri: str, capsys) -> str:
+    """The command's error, called in this process with the workspace's store: for ``train``, the
+    error it raises (Hydra prints it, exit status 1); for the others, the one line on stderr, as
+    ``cli.run`` exits with EXIT."""
     if module == "train":
         store = None if any(a.startswith("tracking.uri=") for a in args) else uri
         with pytest.raises(PipelineError) as raised:
@@ -106,36 +154,44 @@ def error_here(module: str, args: list[str], uri: str) -> str:
         return str(raised.value)
     command = importlib.import_module(f"pipeline.{module}")
     with_store = args if "--tracking-uri" in args else [*args, "--tracking-uri", uri]
-    with pytest.raises(PipelineError) as raised:
-        command.main(with_store)
-    return str(raised.value)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli.run(lambda: command.main(with_store))
+    out, err = capsys.readouterr()
+    assert exited.value.code == EXIT[module]
+    assert out == ""
+    (line,) = err.splitlines()
+    return line
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("args", "module", "message", "how"), BAD_INPUTS,
-                         ids=[" ".join(a) for a, *_ in BAD_INPUTS])  # fmt: skip
+@pytest.mark.parametrize(("args", "module", "message", "how"), CASES)
 def test_bad_input_is_one_clear_error_and_loses_nothing(
-    workspace, monkeypatch, args, module, message, how
+    workspace, monkeypatch, capsys, args, module, message, how
 ):
     cwd, uri, earlier = workspace
     args = [a.format(store=cwd / "mlruns" / "mlflow.db") for a in args]
-    if how == CLI:
-        result = run_cli(*args, cwd=cwd, module=f"pipeline.{module}")
-        output = result.stdout + result.stderr
-        assert result.returncode not in (0, None)
-        assert "Traceback" not in output
-    else:
+    if how == HERE:
         monkeypatch.chdir(cwd)
-        output = error_here(module, args, uri)
-        assert "\n" not in output
-    assert message in output
-    assert (
-        "Fix:" in output
-        or "Available options" in output
-        or "To append" in output
-        or ("could not be converted" in output)
-        or ("expected one of" in output)
-    )
+        line = error_here(module, args, uri, capsys)
+        assert "\n" not in line
+        assert message in line
+        assert "Fix:" in line
+    else:
+        result = run_cli(*args, cwd=cwd, module=f"pipeline.{module}")
+        assert result.returncode == EXIT[module], result.stderr
+        assert result.stdout == ""
+        assert "Traceback" not in result.stderr
+        if how == HYDRA:
+            assert message in result.stderr
+            assert_hydra_names_the_fix(result.stderr, args)
+        else:
+            if module == "train":
+                line = assert_one_line(result.stderr)
+            else:  # every other command: exactly one line
+                (line,) = result.stderr.splitlines()
+            assert message in line
+            assert "Fix:" in line
     runs = runs_of(uri)
     assert [r.info.status for r in runs] == ["FINISHED"]  # nothing new, nothing RUNNING
     assert runs[0].info.run_id == earlier.info.run_id

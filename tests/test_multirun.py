@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs, train_into
+from pipeline.core.data import toy
+from pipeline.core.evaluate import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +43,26 @@ def test_six_finished_runs_nested_under_the_sweep_with_readable_names(sweep):
 
 
 def test_each_job_has_its_own_metrics_and_model(sweep):
+    """Each job's logged models are its own: evaluated on the toy set, its ``model`` gives the
+    job's final cost and accuracy (six different values), and its ``classifier`` the same
+    probabilities (to float32 rounding: it builds its own tensor from the table)."""
     _, uri, _, _, runs = sweep
+    data = toy().train
+    mlflow.set_tracking_uri(uri)
     finals = set()
     for run in runs:
         assert len(cost_history(uri, run.info.run_id)) == 1001
         finals.add(run.data.metrics["final_cost"])
+        model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+        assert evaluate(model, data) == {
+            "cost": run.data.metrics["final_cost"],
+            "accuracy": run.data.metrics["final_accuracy"],
+        }
+        classifier = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
+        features = pd.DataFrame(data.features.numpy(), columns=[f"x{i}" for i in range(4)])
+        with torch.no_grad():
+            expected = torch.softmax(model(data.features), dim=1).numpy()
+        np.testing.assert_allclose(classifier.predict(features), expected, rtol=1e-5, atol=1e-7)
     assert len(finals) == 6
 
 

@@ -1,6 +1,7 @@
 """Nothing is lost when a run is interrupted: ``kill -9`` (during training, a flush, a checkpoint
 write) or Ctrl-C, then ``python -m pipeline.resume``: the same run, FINISHED, with one value per
-epoch, bit-identical to the same config trained without a stop. Real processes, real signals."""
+epoch, bit-identical to the same config trained without a stop. Real processes, real signals;
+every resume goes through the command's own code, its check of the run's state included."""
 
 from __future__ import annotations
 
@@ -9,26 +10,18 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import (
-    compose_job,
-    cost_history,
-    run_cli,
-    runs_of,
-    sqlite_uri,
-    start_cli,
-    train_into,
-)
+from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, train_into
 from pipeline import resume as resume_command
-from pipeline.config import validate
 from pipeline.errors import PipelineError
-from pipeline.stage import train
-from pipeline.tracking.recorded import recorded_config, recorded_overrides
+from pipeline.tracking.checkpoints import Checkpoints
 
 # Mini-batches, Adam (optimizer state) and a validation split (four metrics an epoch).
 MINI_BATCHES = ("data=iris", "batch_size=16", "optim=adam", "epochs=2000")
@@ -36,6 +29,12 @@ MINI_BATCHES = ("data=iris", "batch_size=16", "optim=adam", "epochs=2000")
 FULL_BATCH = ("optim.momentum=0.9", "epochs=12000")
 OFTEN = ("checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")
 KEYS = {MINI_BATCHES: ("cost", "accuracy", "val_cost", "val_accuracy"), FULL_BATCH: ("cost",)}
+# On a GPU, with dropout: its masks come from CUDA's random generator, so a resumed run has the
+# uninterrupted history only if its checkpoint restored that generator.
+ON_THE_GPU = ("device=cuda", "model=mlp", "model.dropout=0.5", *MINI_BATCHES)
+
+# The RunIf(min_gpus=1) of lightning-hydra-template, as a plain skipif.
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +65,36 @@ def checkpointed(uri: str) -> bool:
     return run is not None and "checkpoint" in run.data.tags
 
 
-def resume_here(uri: str, run_id: str) -> None:
-    """What ``python -m pipeline.resume RUN_ID`` runs, in this process."""
-    client = MlflowClient(tracking_uri=uri)
-    run = client.get_run(run_id)
-    overrides = recorded_overrides(run, recorded_config(client, run_id))
-    cfg, job = compose_job(*overrides, f"tracking.resume={run_id}")
-    cfg.tracking.uri = uri
-    validate(cfg)
-    train(cfg, job)
+Command = Callable[..., str]
+
+
+@pytest.fixture
+def resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> Command:
+    """``resume(*args)``: ``python -m pipeline.resume args`` run by the command's ``main`` from
+    ``tmp_path``, which exits 0: its output. The command checks the run's state and its recorded
+    config here, then trains in the ``python -m pipeline.train`` process it starts."""
+    monkeypatch.chdir(tmp_path)  # where that process writes its outputs/
+
+    def command(*args: str) -> str:
+        capfd.readouterr()
+        status = resume_command.main(list(args))
+        out, err = capfd.readouterr()
+        assert status == 0, (out + err)[-3000:]
+        return out + err
+
+    return command
+
+
+def listed_line(run, saved: int | None) -> str:
+    """The lines ``resume --list`` prints for ``run``, left RUNNING by a process that is gone
+    (``saved``: its checkpoint's epoch)."""
+    tags, run_id = run.data.tags, run.info.run_id
+    where = "no checkpoint" if saved is None else f"checkpoint at epoch {saved}"
+    return (
+        f"  {run_id}  {run.info.run_name}  RUNNING, process gone  epoch "
+        f"{tags['progress.epoch']}/{run.data.params['epochs']} recorded, {where}\n"
+        f"    python -m pipeline.resume {run_id}\n"
+    )
 
 
 def assert_complete(uri: str, run_id: str, expected: dict[str, list]) -> None:
@@ -121,12 +141,17 @@ def kill_9_after_a_checkpoint(process: subprocess.Popen, uri: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [MINI_BATCHES, FULL_BATCH], ids=["mini-batches", "full-batch"])
 def test_kill_9_while_training_then_resume_gives_the_uninterrupted_history(
-    tmp_path, uninterrupted, config
+    tmp_path, uninterrupted, resume, config
 ):
     uri, killed = killed_run(tmp_path, config, kill=kill_9_after_a_checkpoint)
     assert killed.info.status == "RUNNING"  # nothing could close it
     saved = json.loads(killed.data.tags["checkpoint"])["epoch"]
-    resume_here(uri, killed.info.run_id)
+    listed = resume("--list", "--tracking-uri", uri)
+    assert listed.startswith("Interrupted runs of experiment 'softmax-regression', newest first:")
+    assert listed_line(killed, saved) in listed  # its process is gone: it may be resumed
+    output = resume(killed.info.run_id, "--tracking-uri", uri)
+    name = killed.info.run_name
+    assert f"Resuming run '{name}' ({killed.info.run_id}) from epoch {saved + 1}\n" in output
     assert_complete(uri, killed.info.run_id, uninterrupted[config])
     run = MlflowClient(tracking_uri=uri).get_run(killed.info.run_id)
     assert run.data.tags["resume.count"] == "1"
@@ -136,7 +161,7 @@ def test_kill_9_while_training_then_resume_gives_the_uninterrupted_history(
 
 
 @pytest.mark.slow
-def test_kill_9_in_the_middle_of_a_flush(tmp_path, uninterrupted):
+def test_kill_9_in_the_middle_of_a_flush(tmp_path, uninterrupted, resume):
     """Killed between two chunks of one flush (after the second of the 8000 values' one flush at
     the end of training; no timer fires, whatever the machine's speed): the store has epochs
     past its ``progress.epoch`` tag, and no checkpoint. Resumed, the history is whole."""
@@ -147,17 +172,21 @@ def test_kill_9_in_the_middle_of_a_flush(tmp_path, uninterrupted):
     client = MlflowClient(tracking_uri=uri)
     costs = {m.step for m in client.get_metric_history(killed.info.run_id, "cost")}
     assert int(killed.data.tags.get("progress.epoch", -1)) < max(costs)  # half a flush
-    resume_here(uri, killed.info.run_id)
+    assert killed.info.status == "RUNNING"
+    output = resume(killed.info.run_id, "--tracking-uri", uri)
+    assert "from epoch 0 (it has no checkpoint)" in output
     assert_complete(uri, killed.info.run_id, uninterrupted[MINI_BATCHES])
 
 
 @pytest.mark.slow
-def test_kill_9_while_a_checkpoint_is_written(tmp_path, uninterrupted):
+def test_kill_9_while_a_checkpoint_is_written(tmp_path, uninterrupted, resume):
     """Killed with the second checkpoint written but not committed: the first one is used."""
     uri, killed = killed_run(tmp_path, MINI_BATCHES, env={"PIPELINE_KILL_AT": "checkpoint:2"})
     first = json.loads(killed.data.tags["checkpoint"])
     assert "checkpoint.previous" not in killed.data.tags  # the second never became the latest
-    resume_here(uri, killed.info.run_id)
+    assert killed.info.status == "RUNNING"
+    output = resume(killed.info.run_id, "--tracking-uri", uri)
+    assert f"({killed.info.run_id}) from epoch {first['epoch'] + 1}\n" in output
     assert_complete(uri, killed.info.run_id, uninterrupted[MINI_BATCHES])
     run = MlflowClient(tracking_uri=uri).get_run(killed.info.run_id)
     assert run.data.tags["resume.epochs"] == str(first["epoch"] + 1)
@@ -193,7 +222,7 @@ def test_ctrl_c_then_the_resume_command(tmp_path, uninterrupted):
 
 @pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_0(
-    tmp_path, uninterrupted, caplog
+    tmp_path, uninterrupted, resume
 ):
     def kill_9_after_a_flush(process: subprocess.Popen, uri: str) -> None:
         wait_for(lambda: int((getattr(the_run(uri), "data", None) and
@@ -205,10 +234,29 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_0(
         tmp_path, FULL_BATCH, "checkpoint.every_s=1000", kill=kill_9_after_a_flush
     )
     assert "checkpoint" not in killed.data.tags
-    with caplog.at_level("INFO", logger="pipeline.stage"):
-        resume_here(uri, killed.info.run_id)
-    assert "from epoch 0 (it has no checkpoint)" in caplog.text
+    assert killed.info.status == "RUNNING"
+    assert listed_line(killed, None) in resume("--list", "--tracking-uri", uri)
+    output = resume(killed.info.run_id, "--tracking-uri", uri)
+    assert f"({killed.info.run_id}) from epoch 0 (it has no checkpoint)\n" in output
     assert_complete(uri, killed.info.run_id, uninterrupted[FULL_BATCH])
+
+
+@pytest.mark.slow
+@requires_cuda
+def test_device_cuda_trains_and_resumes_with_the_gpus_random_state(tmp_path, resume):
+    """``device=cuda`` trains on the GPU; killed while its second checkpoint is written, the run
+    resumes from the first, whose CUDA generator state makes the dropout masks the same."""
+    alone_uri = sqlite_uri(tmp_path / "alone")
+    _, alone = train_into(alone_uri, *ON_THE_GPU)
+    assert alone.info.status == "FINISHED"
+    assert alone.data.tags["env.device"].startswith("cuda (")
+    expected = {key: cost_history(alone_uri, alone.info.run_id, key) for key in KEYS[MINI_BATCHES]}
+    uri, killed = killed_run(tmp_path, ON_THE_GPU, env={"PIPELINE_KILL_AT": "checkpoint:2"})
+    saved = Checkpoints(MlflowClient(tracking_uri=uri), killed).load()
+    assert saved["rng"]["cuda"], "the checkpoint holds CUDA's generator state"
+    output = resume(killed.info.run_id, "--tracking-uri", uri)
+    assert f"({killed.info.run_id}) from epoch {saved['epoch'] + 1}\n" in output
+    assert_complete(uri, killed.info.run_id, expected)
 
 
 def bad_resume(cwd: Path, uri: str, *args: str) -> str:
