@@ -35,6 +35,13 @@ REFERENCE_OUTPUT = ROOT / "tests" / "reference_output.txt"
 EXPERIMENT = "softmax-regression"
 
 
+# Tests that need a GPU, and the error cases that only hold without one (lightning-hydra-template's
+# RunIf, in two markers): on a CUDA machine the first run and the second skip, and elsewhere the
+# reverse.
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is available")
+
+
 def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without a tracking URI (each test names its store), plus ``env``."""
     full = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -266,7 +273,9 @@ EXTENDED = {
 # Under CI=true (.ci/run exports it) a skipped test fails unless it is listed here, by the start
 # of its node id, with the reason it may skip there.
 ALLOWED_SKIPS = {
-    "tests/test_gpu.py::test_cuda": "needs a CUDA GPU; CI machines have none",
+    "tests/test_resume.py::test_device_cuda_trains_and_resumes_with_the_gpus_random_state": (
+        "needs a CUDA GPU; CI machines have none (the CPU-only error case runs there instead)"
+    ),
 }
 IN_CI = os.environ.get("CI") == "true"
 

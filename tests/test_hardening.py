@@ -11,9 +11,17 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, sweep_runs, train_into
+from conftest import (
+    cost_history,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    start_cli,
+    sweep_runs,
+    train_into,
+    without_cuda,
+)
 from pipeline import cli
 from pipeline.errors import PipelineError
 
@@ -101,31 +109,17 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     return cwd, uri, earlier
 
 
-# The RunIf(min_gpus=1) of lightning-hydra-template, inverted: device=cuda is an error only where
-# there is no GPU (tests/test_resume.py trains on one where there is).
-without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is available")
 CASES = [
     pytest.param(*case, id=" ".join(case[0]),
                  marks=without_cuda if case[0] == ["device=cuda"] else ())
     for case in BAD_INPUTS
 ]  # fmt: skip
 
-# Hydra wraps a job's error in two lines of its own: "Error executing job with overrides: [...]"
-# before it, and "Set the environment variable HYDRA_FULL_ERROR=1 ..." after a blank line. The
-# train command is to print its one line and nothing else (issue 24); the lead removes this
-# allowance when that lands, and assert_one_line then takes exactly one line.
-HYDRA_BEFORE = "Error executing job with overrides: ["
-HYDRA_AFTER = ["", "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."]
-
 
 def assert_one_line(stderr: str) -> str:
-    """The train command's error: one line on stderr (less Hydra's wrapper, for now)."""
-    lines = stderr.splitlines()
-    if lines and lines[0].startswith(HYDRA_BEFORE):
-        lines = lines[1:]
-    if lines[-2:] == HYDRA_AFTER:
-        lines = lines[:-2]
-    (line,) = lines
+    """The train command's error: one line on stderr, without Hydra's wrapper lines
+    ("Error executing job with overrides: [...]" and the HYDRA_FULL_ERROR hint)."""
+    (line,) = stderr.splitlines()
     return line
 
 

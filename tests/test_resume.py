@@ -15,10 +15,17 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import cost_history, run_cli, runs_of, sqlite_uri, start_cli, train_into
+from conftest import (
+    cost_history,
+    requires_cuda,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    start_cli,
+    train_into,
+)
 from pipeline import resume as resume_command
 from pipeline.errors import PipelineError
 from pipeline.tracking.checkpoints import Checkpoints
@@ -32,9 +39,6 @@ KEYS = {MINI_BATCHES: ("cost", "accuracy", "val_cost", "val_accuracy"), FULL_BAT
 # On a GPU, with dropout: its masks come from CUDA's random generator, so a resumed run has the
 # uninterrupted history only if its checkpoint restored that generator.
 ON_THE_GPU = ("device=cuda", "model=mlp", "model.dropout=0.5", *MINI_BATCHES)
-
-# The RunIf(min_gpus=1) of lightning-hydra-template, as a plain skipif.
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(scope="module")
