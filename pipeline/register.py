@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking import lookup, registry
-    from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
+    from pipeline.tracking.query import lookup, registry
+    from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
     registry.check_names(args.name, args.alias)
     client = open_store(resolve_tracking_uri(args.tracking_uri))

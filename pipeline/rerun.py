@@ -14,15 +14,15 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.tracking.differences import compare_costs, fact_differences
-from pipeline.tracking.recorded import (
+from pipeline.tracking.query.differences import compare_costs, fact_differences
+from pipeline.tracking.resume.relaunch import (
     hydra_value,
     merge,
     recorded_config,
     recorded_overrides,
     train_again,
 )
-from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
+from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
 EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"
 

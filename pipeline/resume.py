@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list == bool(args.run_id):
         parser.error("give a RUN_ID, or --list")
 
-    from pipeline.tracking.store import open_store, resolve_tracking_uri
+    from pipeline.tracking.store.access import open_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     client = open_store(uri)
@@ -41,15 +41,15 @@ def resume(client, uri: str, run_id: str) -> int:
     """Train the run's recorded config again, continuing the run (``tracking.resume``)."""
     from pipeline.config import compose_config, validate
     from pipeline.errors import PipelineError, first_line
-    from pipeline.tracking.recorded import (
+    from pipeline.tracking.resume.relaunch import (
         hydra_value,
         recorded_config,
         recorded_overrides,
         train_again,
     )
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.resumable import State, state, why_not
-    from pipeline.tracking.store import fetch_run
+    from pipeline.tracking.resume.state import State, state, why_not
+    from pipeline.tracking.store.access import fetch_run
+    from pipeline.tracking.store.redact import redact
 
     run = fetch_run(client, run_id)
     if state(run) == State.finished:
@@ -77,9 +77,9 @@ def list_interrupted(client, experiment: str | None) -> int:
 
     from pipeline.config import compose_config
     from pipeline.errors import PipelineError
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.resumable import interrupted_runs
-    from pipeline.tracking.store import find_experiment
+    from pipeline.tracking.resume.state import interrupted_runs
+    from pipeline.tracking.store.access import find_experiment
+    from pipeline.tracking.store.redact import redact
 
     name = experiment or compose_config().tracking.experiment
     found = find_experiment(client, name)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.tracking.secrets import PASSWORD_VARIABLE, url_password, without_password
+from pipeline.tracking.store.password import PASSWORD_VARIABLE, url_password, without_password
 
 EXAMPLE = (
     "python -m pipeline.server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow "
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.redact import redact
+    from pipeline.tracking.store.redact import redact
 
     uri = backend_store(args.backend_store_uri)
     destination = artifacts_destination(args.artifacts_destination)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth:
         auth_uri = backend_store(args.auth_database_uri) if args.auth_database_uri else uri
         command = with_auth(command, auth_uri, args.default_permission, args.auth_cache_s)
-    from pipeline.tracking.addresses import ui_root  # loads MLflow: only once all is well
+    from pipeline.tracking.store.serving import ui_root  # loads MLflow: only once all is well
 
     root = ui_root(args.host, args.port)
     print(f"MLflow tracking server on {redact(uri)}, artifacts in {destination}: open {root}")
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def backend_store(uri: str | None) -> str:
     """The PostgreSQL URI, checked: driver, server, login and database."""
-    from pipeline.tracking.database import check_database, is_postgres
-    from pipeline.tracking.redact import redact
+    from pipeline.tracking.store.postgres import check_database, is_postgres
+    from pipeline.tracking.store.redact import redact
 
     if not uri:
         raise PipelineError(

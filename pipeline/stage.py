@@ -27,17 +27,17 @@ from pipeline.core.model import Standardize
 from pipeline.errors import PipelineError
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext, read_job, record_job
-from pipeline.tracking.addresses import run_address
-from pipeline.tracking.checkpoints import Checkpoints
-from pipeline.tracking.datasets import log_datasets
-from pipeline.tracking.identity import RUN_KEY_TAG, run_key
-from pipeline.tracking.models import log_model
-from pipeline.tracking.provenance import provenance_tags
-from pipeline.tracking.records import log_config, log_test_report
-from pipeline.tracking.redact import redact
-from pipeline.tracking.resumable import State, runs_with_key, state, why_not
-from pipeline.tracking.runs import RunStart, tracked_run
-from pipeline.tracking.store import fetch_run, prepare_store, resolve_tracking_uri
+from pipeline.tracking.resume.identity import RUN_KEY_TAG, run_key
+from pipeline.tracking.resume.state import State, runs_with_key, state, why_not
+from pipeline.tracking.run.checkpoints import Checkpoints
+from pipeline.tracking.run.datasets import log_datasets
+from pipeline.tracking.run.files import log_config, log_test_report
+from pipeline.tracking.run.lifecycle import RunStart, tracked_run
+from pipeline.tracking.run.models import log_model
+from pipeline.tracking.run.provenance import provenance_tags
+from pipeline.tracking.store.access import fetch_run, prepare_store, resolve_tracking_uri
+from pipeline.tracking.store.redact import redact
+from pipeline.tracking.store.serving import run_address
 
 log = logging.getLogger(__name__)
 

@@ -28,15 +28,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.config import compose_config
     from pipeline.errors import PipelineError
-    from pipeline.tracking.addresses import experiment_page, ui_root
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.store import (
+    from pipeline.tracking.store.access import (
         find_experiment,
         is_server,
         open_store,
         resolve_tracking_uri,
         sqlite_path,
     )
+    from pipeline.tracking.store.redact import redact
+    from pipeline.tracking.store.serving import experiment_page, ui_root
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if is_server(uri):

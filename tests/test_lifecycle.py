@@ -13,8 +13,8 @@ import pytest
 from conftest import cost_history, runs_of, sqlite_uri, start_cli
 from pipeline.runtime import interrupts
 from pipeline.runtime.job import JobContext
-from pipeline.tracking.runs import RunStart, tracked_run
-from pipeline.tracking.store import prepare_store
+from pipeline.tracking.run.lifecycle import RunStart, tracked_run
+from pipeline.tracking.store.access import prepare_store
 
 
 def open_run(store: str, experiment_id: str):

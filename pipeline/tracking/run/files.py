@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.params import params
 from pipeline.core.evaluate import class_report
-from pipeline.tracking.redact import redact, redact_value
+from pipeline.tracking.store.redact import redact, redact_value
 
 
 def log_config(cfg: DictConfig, choices: dict[str, str]) -> None:

@@ -1,6 +1,6 @@
 """Finding runs for the commands that read the store: a sweep, its runs, how they rank, its best.
 
-A sweep's parent run (``pipeline.tracking.sweep``) is the run tagged ``sweep.dir``; its jobs'
+A sweep's parent run (``pipeline.tracking.sweep.parent``) is the run tagged ``sweep.dir``; its jobs'
 runs are nested under it (``mlflow.parentRunId``). It records how its runs rank as the tags
 ``sweep.metric`` and ``sweep.direction`` (sweeps made before those tags existed rank as their
 runs' ``config.yaml`` says) and, once it ended, its best run as ``best_run_id``.
@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.store import fetch_run
+from pipeline.tracking.store.access import fetch_run
 
 SWEEP_TAG = "sweep.dir"  # marks a sweep's parent run
 PARENT_TAG = "mlflow.parentRunId"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-# The provenance tags a run records (pipeline.tracking.provenance): code, environment, data.
+# The provenance tags a run records (pipeline.tracking.run.provenance): code, environment, data.
 FACT_PREFIXES = ("code.", "env.", "data.digest")
 NOT_RECORDED = "(not recorded)"
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import pipeline
-from pipeline.tracking.identity import PACKAGE_ROOT, code_digest
+from pipeline.tracking.resume.identity import PACKAGE_ROOT, code_digest
 
 
 @functools.cache

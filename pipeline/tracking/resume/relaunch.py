@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.config.params import flatten_dict, is_run_setting
 from pipeline.errors import PipelineError
 from pipeline.runtime.job import GROUPS, override_key
-from pipeline.tracking import lookup
+from pipeline.tracking.query import lookup
 
 # Runs recorded before configs built objects from `_target_` named their group choice in the
 # config itself (data.name: iris); today's runs record the choices as params (data: iris).

@@ -20,11 +20,11 @@ from mlflow.tracking import MlflowClient
 from pipeline.errors import first_line
 from pipeline.runtime import interrupts, process
 from pipeline.runtime.job import JobContext, record_job
-from pipeline.tracking.metrics import MetricBuffer
-from pipeline.tracking.records import log_job_files
-from pipeline.tracking.redact import redact
-from pipeline.tracking.resumable import HEARTBEAT_S, HEARTBEAT_TAG, RESUMABLE_TAG
-from pipeline.tracking.store import STORE_ERRORS, store_error
+from pipeline.tracking.resume.state import HEARTBEAT_S, HEARTBEAT_TAG, RESUMABLE_TAG
+from pipeline.tracking.run.files import log_job_files
+from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.store.access import STORE_ERRORS, store_error
+from pipeline.tracking.store.redact import redact
 
 log = logging.getLogger(__name__)
 

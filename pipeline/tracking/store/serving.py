@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.tracking.redact import redact
-from pipeline.tracking.store import is_server, resolve_tracking_uri
+from pipeline.tracking.store.access import is_server, resolve_tracking_uri
+from pipeline.tracking.store.redact import redact
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `python -m pipeline.ui` serves by default
 

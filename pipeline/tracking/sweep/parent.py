@@ -17,8 +17,8 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime.job import SWEEP_FILE, read_job
-from pipeline.tracking.identity import SWEEP_KEY_TAG, sweep_key
-from pipeline.tracking.redact import redact
+from pipeline.tracking.resume.identity import SWEEP_KEY_TAG, sweep_key
+from pipeline.tracking.store.redact import redact
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ class SweepTracking(Callback):
             slurm.check_cluster(config.hydra.launcher, config.tracking.uri)
         from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
 
-        from pipeline.tracking import sweep
-        from pipeline.tracking.store import prepare_store, resolve_tracking_uri
+        from pipeline.tracking.store.access import prepare_store, resolve_tracking_uri
+        from pipeline.tracking.sweep import parent as sweep
 
         uri = resolve_tracking_uri(config.tracking.uri)
         self.experiment_id = prepare_store(uri, config.tracking.experiment)
@@ -63,7 +63,7 @@ class SweepTracking(Callback):
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking import sweep
+        from pipeline.tracking.sweep import parent as sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
         results = sweep.collect(self.client, self.experiment_id, sweep_dir)

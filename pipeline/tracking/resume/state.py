@@ -16,7 +16,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime import process
-from pipeline.tracking.identity import RUN_KEY_TAG
+from pipeline.tracking.resume.identity import RUN_KEY_TAG
 
 HEARTBEAT_TAG = "process.heartbeat"  # time in ms, written every HEARTBEAT_S while it runs
 HEARTBEAT_S = 30.0

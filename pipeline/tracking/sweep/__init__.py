@@ -1,0 +1,1 @@
+"""Sweeps: the Hydra callbacks around a multirun (``callbacks``) and its parent run (``parent``)."""
