@@ -15,13 +15,8 @@ from mlflow.tracking import MlflowClient
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.tracking.query.differences import compare_costs, fact_differences
-from pipeline.tracking.resume.relaunch import (
-    hydra_value,
-    merge,
-    recorded_config,
-    recorded_overrides,
-    train_again,
-)
+from pipeline.tracking.resume.relaunch import hydra_value, merge, recorded_overrides, train_again
+from pipeline.tracking.run.files import recorded_config
 from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
 EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"

@@ -41,13 +41,9 @@ def resume(client, uri: str, run_id: str) -> int:
     """Train the run's recorded config again, continuing the run (``tracking.resume``)."""
     from pipeline.config import compose_config, validate
     from pipeline.errors import PipelineError, first_line
-    from pipeline.tracking.resume.relaunch import (
-        hydra_value,
-        recorded_config,
-        recorded_overrides,
-        train_again,
-    )
+    from pipeline.tracking.resume.relaunch import hydra_value, recorded_overrides, train_again
     from pipeline.tracking.resume.state import State, state, why_not
+    from pipeline.tracking.run.files import recorded_config
     from pipeline.tracking.store.access import fetch_run
     from pipeline.tracking.store.redact import redact
 

@@ -28,7 +28,8 @@ from pipeline import resume as resume_command
 from pipeline.config import validate
 from pipeline.errors import PipelineError
 from pipeline.stage import train
-from pipeline.tracking.resume.relaunch import recorded_config, recorded_overrides
+from pipeline.tracking.resume.relaunch import recorded_overrides
+from pipeline.tracking.run.files import recorded_config
 
 # Mini-batches, Adam (optimizer state) and a validation split (four metrics an epoch).
 MINI_BATCHES = ("data=iris", "batch_size=16", "optim=adam", "epochs=2000")

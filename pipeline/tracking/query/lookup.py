@@ -8,17 +8,13 @@ runs' ``config.yaml`` says) and, once it ended, its best run as ``best_run_id``.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
+from pipeline.tracking.run.files import find_recorded_config
 from pipeline.tracking.store.access import fetch_run
 
 SWEEP_TAG = "sweep.dir"  # marks a sweep's parent run
@@ -88,23 +84,13 @@ def experiment_filter() -> str:
     return f"tags.`{SWEEP_TAG}` IS NULL"
 
 
-def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
-    """The resolved config the run logged as ``config.yaml`` (None if it has none)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            return None
-        return yaml.safe_load(Path(path).read_text())
-
-
 def objective(client: MlflowClient, parent: Run | None, example: Run | None) -> Objective:
     """How the runs rank: the parent's ``sweep.*`` tags, else the ``sweep`` settings in
     ``example``'s recorded config, else the default (``objective``, minimized)."""
     tags = parent.data.tags if parent is not None else {}
     if "sweep.metric" in tags:
         return Objective(tags["sweep.metric"], tags.get("sweep.direction", "minimize"))
-    config = recorded_config(client, example.info.run_id) if example is not None else None
+    config = find_recorded_config(client, example.info.run_id) if example is not None else None
     sweep = (config or {}).get("sweep") or {}
     return Objective(sweep.get("metric", "objective"), sweep.get("direction", "minimize"))
 
