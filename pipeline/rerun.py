@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
+from pipeline.tags import RERUN_OF
 from pipeline.tracking.query.differences import compare_costs, fact_differences
 from pipeline.tracking.resume.relaunch import hydra_value, merge, recorded_overrides, train_again
 from pipeline.tracking.run.files import recorded_config
@@ -53,7 +54,7 @@ def launch(
     tracking = [
         f"tracking.experiment={hydra_value(experiment)}",
         f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
-        f"+tracking.tags.rerun_of={original.info.run_id}",
+        f"+tracking.tags.{RERUN_OF}={original.info.run_id}",
     ]
     if train_again([*merge(recorded, overrides), *tracking], uri) != 0:
         raise PipelineError(f"The rerun of {original.info.run_id} failed (see above).")
@@ -62,7 +63,7 @@ def launch(
 def find_rerun(client: MlflowClient, original: Run) -> Run:
     found = client.search_runs(
         [original.info.experiment_id],
-        filter_string=f"tags.rerun_of = '{original.info.run_id}'",
+        filter_string=f"tags.`{RERUN_OF}` = '{original.info.run_id}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -73,6 +73,7 @@ def list_interrupted(client, experiment: str | None) -> int:
 
     from pipeline.config import compose_config
     from pipeline.errors import PipelineError
+    from pipeline.tags import CHECKPOINT, PROGRESS_EPOCH
     from pipeline.tracking.resume.state import interrupted_runs
     from pipeline.tracking.store.access import find_experiment
     from pipeline.tracking.store.redact import redact
@@ -88,12 +89,12 @@ def list_interrupted(client, experiment: str | None) -> int:
     print(f"Interrupted runs of experiment {name!r}, newest first:")
     for run in runs:
         tags, epochs = run.data.tags, run.data.params.get("epochs", "?")
-        saved = json.loads(tags.get("checkpoint") or "null")
+        saved = json.loads(tags.get(CHECKPOINT) or "null")
         where = f"checkpoint at epoch {saved['epoch']}" if saved else "no checkpoint"
         status = "RUNNING, process gone" if run.info.status == "RUNNING" else run.info.status
         print(
             f"  {run.info.run_id}  {redact(run.info.run_name)}  {status}  "
-            f"epoch {tags.get('progress.epoch', '?')}/{epochs} recorded, {where}\n"
+            f"epoch {tags.get(PROGRESS_EPOCH, '?')}/{epochs} recorded, {where}\n"
             f"    python -m pipeline.resume {run.info.run_id}"
         )
     return 0

@@ -12,7 +12,18 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime.job import write_sweep_file
-from pipeline.tracking.resume.identity import SWEEP_KEY_TAG, sweep_key
+from pipeline.tags import (
+    BEST_RUN_ID,
+    BEST_RUN_NAME,
+    HYDRA_OVERRIDES,
+    SWEEP_DIR,
+    SWEEP_DIRECTION,
+    SWEEP_KEY,
+    SWEEP_LAUNCHER,
+    SWEEP_METRIC,
+    SWEEP_SWEEPER,
+)
+from pipeline.tracking.resume.identity import sweep_key
 from pipeline.tracking.store.redact import redact
 from pipeline.tracking.sweep.curves import log_cost_curves
 from pipeline.tracking.sweep.results import JobResult
@@ -35,17 +46,17 @@ def start_parent(
     continued, so that its jobs' runs stay under one parent; else a new one."""
     key = sweep_key(overrides, sweeper)
     tags = {
-        "sweep.dir": str(sweep_dir.resolve()),
-        "sweep.launcher": launcher,
-        "sweep.sweeper": sweeper,
-        "sweep.metric": objective[0],
-        "sweep.direction": objective[1],
-        "hydra.overrides": redact(" ".join(overrides)),
-        SWEEP_KEY_TAG: key,
+        SWEEP_DIR: str(sweep_dir.resolve()),
+        SWEEP_LAUNCHER: launcher,
+        SWEEP_SWEEPER: sweeper,
+        SWEEP_METRIC: objective[0],
+        SWEEP_DIRECTION: objective[1],
+        HYDRA_OVERRIDES: redact(" ".join(overrides)),
+        SWEEP_KEY: key,
     }
     earlier = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{key}'",
+        filter_string=f"tags.`{SWEEP_KEY}` = '{key}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -76,8 +87,8 @@ def log_summary(
     client.log_metric(parent_id, "jobs_finished", finished)
     client.log_metric(parent_id, "jobs_failed", len(results) - finished)
     if best_result is not None:
-        client.set_tag(parent_id, "best_run_id", best_result.run_id)
-        client.set_tag(parent_id, "best_run_name", best_result.run.info.run_name)
+        client.set_tag(parent_id, BEST_RUN_ID, best_result.run_id)
+        client.set_tag(parent_id, BEST_RUN_NAME, best_result.run.info.run_name)
         client.log_metric(parent_id, f"best_{metric}", best_result.metric(metric))
         for key, value in best_result.run.data.params.items():
             client.log_param(parent_id, f"best.{key}", value)

@@ -12,6 +12,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime.job import read_job
+from pipeline.tags import FAILURE_REASON
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def collect(client: MlflowClient, experiment_id: str, sweep_dir: Path) -> list[J
             reason = record.get("reason") or f"no run: see the log in {job_dir}"
             results.append(JobResult(num, overrides, "NO RUN", reason, None))
             continue
-        reason = record.get("reason") or run.data.tags.get("failure_reason", "")
+        reason = record.get("reason") or run.data.tags.get(FAILURE_REASON, "")
         results.append(JobResult(num, overrides, run.info.status, reason, run))
     return results
 
