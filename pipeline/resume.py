@@ -9,12 +9,7 @@ is. ``--list`` shows the experiment's interrupted runs, newest first, and how to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pipeline import cli
-
-if TYPE_CHECKING:
-    pass
 
 EXAMPLE = "python -m pipeline.resume 2b18c0ffee8156    (or: python -m pipeline.resume --list)"
 
