@@ -66,8 +66,8 @@ def main() -> None:
         print(f"store with {args.runs} runs built in {time.perf_counter() - started:.0f} s")
         command = [sys.executable, "-m", "pipeline.compare", parent_id, "--format", "csv"]
         uri = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
-        floor = [sys.executable, "-c", f"import pipeline.tracking.store as s; s.open_store({uri!r})"
-                 ".search_experiments()"]  # fmt: skip
+        floor = [sys.executable, "-c", "import pipeline.tracking.store.access as s; "
+                 f"s.open_store({uri!r}).search_experiments()"]  # fmt: skip
         whole, floors = [], []
         for _ in range(args.rounds):
             whole.append(timed(command, str(cwd)))
@@ -76,7 +76,7 @@ def main() -> None:
         print(summary(f"compare {args.runs} runs, whole process", whole, note="(target < 3 s)"))
 
         from pipeline.compare import build_table
-        from pipeline.tracking.store import open_store
+        from pipeline.tracking.store.access import open_store
 
         client = open_store(uri)
         inside = []

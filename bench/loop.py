@@ -26,9 +26,9 @@ from pipeline.core.checkpoint import capture
 from pipeline.core.data import TOY_FEATURES, TOY_LABELS, Dataset, Split
 from pipeline.core.loop import fit
 from pipeline.runtime.console import Progress
-from pipeline.tracking.checkpoints import Checkpoints
-from pipeline.tracking.metrics import MetricBuffer
-from pipeline.tracking.store import prepare_store
+from pipeline.tracking.run.checkpoints import Checkpoints
+from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.store.access import prepare_store
 
 CHECKPOINT_EVERY_S = compose_config().checkpoint.every_s  # the default
 

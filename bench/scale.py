@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 from pipeline.core.data import synthetic
 from pipeline.core.loop import fit
 from pipeline.runtime.console import Progress
-from pipeline.tracking.metrics import MetricBuffer
-from pipeline.tracking.store import prepare_store
+from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.store.access import prepare_store
 
 
 def plain_epochs(x, y, classes, batch_size, epochs, device) -> float:

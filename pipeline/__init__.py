@@ -5,10 +5,13 @@ The commands users run are the top-level modules (``python -m pipeline.<command>
 ``ui``, ``compare``, ``diff`` and ``register``, which follow one command-line convention
 (``cli``). Below them:
 
+- ``tracking``: MLflow: the store, one run's records, resuming, sweeps, and the queries of the
+  commands that read runs, each a sub-package;
+- ``runtime``: the Hydra job, the console, signals, the process a run lives in;
+- ``core``: data, models, the training loop and metrics (no MLflow, no ``runtime``);
 - ``config``: typed schemas for ``conf/`` and the value rules;
-- ``core``: data, models, the training loop and metrics (no MLflow);
-- ``tracking``: the MLflow store, run lifecycle, what a run records, sweeps;
-- ``runtime``: the Hydra job, the console, signals, the process a run lives in.
+- ``tags`` (the names of the tags runs carry), ``errors`` and ``compat`` (module paths that
+  earlier releases recorded).
 """
 
 import sys

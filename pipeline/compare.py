@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.store import open_store, resolve_tracking_uri
+    from pipeline.tracking.store.access import open_store, resolve_tracking_uri
 
     client = open_store(resolve_tracking_uri(args.tracking_uri))
     table = build_table(client, args.target, args.sort, args.desc, args.all)
@@ -76,7 +76,7 @@ def build_table(
     client: MlflowClient, target: str | None, sort: str | None, desc: bool, all_params: bool
 ) -> Table:
     """The runs ``target`` names, ranked, with the columns worth showing."""
-    from pipeline.tracking import lookup
+    from pipeline.tracking.query import lookup
 
     experiment_id, parent, what = select(client, target)
     run_filter = lookup.sweep_filter(parent) if parent else lookup.experiment_filter()
@@ -104,8 +104,8 @@ def build_table(
 def select(client: MlflowClient, target: str | None) -> tuple[str, Run | None, str]:
     """(experiment id, the sweep's parent run or None, a description) that ``target`` names."""
     from pipeline.config import compose_config
-    from pipeline.tracking import lookup
-    from pipeline.tracking.store import fetch_run, find_experiment
+    from pipeline.tracking.query import lookup
+    from pipeline.tracking.store.access import fetch_run, find_experiment
 
     if target is None:
         name = compose_config().tracking.experiment

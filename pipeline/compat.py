@@ -1,8 +1,12 @@
 """Module paths that earlier releases recorded, kept importable so their runs still load.
 
-Runs recorded before the package was grouped by concern pickled their models naming
+Runs recorded before the package was grouped by concern (0.1.0) pickled their models naming
 ``pipeline.model.Standardize``; unpickling them imports ``pipeline.model``, which is now
-``pipeline.core.model``. ``MovedModules`` answers such imports with the module's new home.
+``pipeline.core.model``. Sweeps on Slurm launched before ``tracking`` was grouped (0.2.0) left
+their Hydra callbacks pickled in the sweep dir (submitit pickles them with each job), naming
+``pipeline.tracking.callbacks`` and ``pipeline.tracking.secrets``. ``MovedModules`` answers
+such imports with the module's new home. (Logged models name no ``tracking`` module: the
+``classifier`` model is loaded from its own copy of its file.)
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import importlib.util
 from collections.abc import Sequence
 from types import ModuleType
 
-MOVED = {"pipeline.model": "pipeline.core.model"}
+MOVED = {
+    "pipeline.model": "pipeline.core.model",
+    "pipeline.tracking.callbacks": "pipeline.tracking.sweep.callbacks",
+    "pipeline.tracking.secrets": "pipeline.tracking.store.password",
+}
 
 
 class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_b", metavar="RUN_B", help="a run id: the new side")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
+    from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
     client = open_store(resolve_tracking_uri(args.tracking_uri))
     first, second = fetch_run(client, args.run_a), fetch_run(client, args.run_b)
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(client: MlflowClient, first: Run, second: Run) -> list[str]:
     """The lines ``diff`` prints for runs ``first`` (A) and ``second`` (B)."""
-    from pipeline.tracking.differences import changed, compare_costs, facts
+    from pipeline.tracking.query.differences import changed, compare_costs, facts
 
     lines = [f"A: {describe(first)}", f"B: {describe(second)}"]
     params = changed(first.data.params, second.data.params)

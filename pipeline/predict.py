@@ -26,7 +26,7 @@ def load_classifier(model: str, uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     from pipeline.errors import PipelineError
-    from pipeline.tracking.store import fetch_run, open_store
+    from pipeline.tracking.store.access import fetch_run, open_store
 
     client = open_store(uri)  # a missing store or an unreachable server is one line
     if model.startswith(("models:/", "runs:/")) or "://" in model:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-header", action="store_true", help="a CSV input has no header row")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.store import resolve_tracking_uri
+    from pipeline.tracking.store.access import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     table = predict(args.model, args.input, uri, args.delimiter, not args.no_header)

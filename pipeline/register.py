@@ -23,8 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking import lookup, registry
-    from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
+    from pipeline.tags import (
+        OBJECTIVE,
+        RUN_ID,
+        RUN_NAME,
+        SWEEP_DIRECTION,
+        SWEEP_METRIC,
+        SWEEP_RUN_ID,
+    )
+    from pipeline.tracking.query import lookup, registry
+    from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
     registry.check_names(args.name, args.alias)
     client = open_store(resolve_tracking_uri(args.tracking_uri))
@@ -34,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     model = registry.classifier_of(client, run)
     objective = lookup.objective(client, sweep, run)
     tags = {
-        "run_id": run.info.run_id,
-        "run_name": run.info.run_name,
-        "sweep.metric": objective.metric,
-        "sweep.direction": objective.direction,
+        RUN_ID: run.info.run_id,
+        RUN_NAME: run.info.run_name,
+        SWEEP_METRIC: objective.metric,
+        SWEEP_DIRECTION: objective.direction,
     }
     value = run.data.metrics.get(objective.metric)
     if value is not None:
-        tags["objective"] = repr(value)
+        tags[OBJECTIVE] = repr(value)
     if sweep is not None:
-        tags["sweep_run_id"] = sweep.info.run_id
+        tags[SWEEP_RUN_ID] = sweep.info.run_id
     done = registry.register(client, model, args.name, args.alias, tags)
 
     chosen = f", the best of sweep {sweep.info.run_id}" if sweep else ""

@@ -14,15 +14,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.tracking.differences import compare_costs, fact_differences
-from pipeline.tracking.recorded import (
-    hydra_value,
-    merge,
-    recorded_config,
-    recorded_overrides,
-    train_again,
-)
-from pipeline.tracking.store import fetch_run, open_store, resolve_tracking_uri
+from pipeline.tags import RERUN_OF
+from pipeline.tracking.query.differences import compare_costs, fact_differences
+from pipeline.tracking.resume.relaunch import hydra_value, merge, recorded_overrides, train_again
+from pipeline.tracking.run.files import recorded_config
+from pipeline.tracking.store.access import fetch_run, open_store, resolve_tracking_uri
 
 EXAMPLE = "python -m pipeline.rerun 2b18c0ffee8156 optim.lr=0.05"
 
@@ -58,7 +54,7 @@ def launch(
     tracking = [
         f"tracking.experiment={hydra_value(experiment)}",
         f"tracking.run_name={hydra_value(original.info.run_name + ' (rerun)')}",
-        f"+tracking.tags.rerun_of={original.info.run_id}",
+        f"+tracking.tags.{RERUN_OF}={original.info.run_id}",
     ]
     if train_again([*merge(recorded, overrides), *tracking], uri) != 0:
         raise PipelineError(f"The rerun of {original.info.run_id} failed (see above).")
@@ -67,7 +63,7 @@ def launch(
 def find_rerun(client: MlflowClient, original: Run) -> Run:
     found = client.search_runs(
         [original.info.experiment_id],
-        filter_string=f"tags.rerun_of = '{original.info.run_id}'",
+        filter_string=f"tags.`{RERUN_OF}` = '{original.info.run_id}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -9,12 +9,7 @@ is. ``--list`` shows the experiment's interrupted runs, newest first, and how to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pipeline import cli
-
-if TYPE_CHECKING:
-    pass
 
 EXAMPLE = "python -m pipeline.resume 2b18c0ffee8156    (or: python -m pipeline.resume --list)"
 
@@ -28,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list == bool(args.run_id):
         parser.error("give a RUN_ID, or --list")
 
-    from pipeline.tracking.store import open_store, resolve_tracking_uri
+    from pipeline.tracking.store.access import open_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     client = open_store(uri)
@@ -41,15 +36,11 @@ def resume(client, uri: str, run_id: str) -> int:
     """Train the run's recorded config again, continuing the run (``tracking.resume``)."""
     from pipeline.config import compose_config, validate
     from pipeline.errors import PipelineError, first_line
-    from pipeline.tracking.recorded import (
-        hydra_value,
-        recorded_config,
-        recorded_overrides,
-        train_again,
-    )
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.resumable import State, state, why_not
-    from pipeline.tracking.store import fetch_run
+    from pipeline.tracking.resume.relaunch import hydra_value, recorded_overrides, train_again
+    from pipeline.tracking.resume.state import State, state, why_not
+    from pipeline.tracking.run.files import recorded_config
+    from pipeline.tracking.store.access import fetch_run
+    from pipeline.tracking.store.redact import redact
 
     run = fetch_run(client, run_id)
     if state(run) == State.finished:
@@ -77,9 +68,10 @@ def list_interrupted(client, experiment: str | None) -> int:
 
     from pipeline.config import compose_config
     from pipeline.errors import PipelineError
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.resumable import interrupted_runs
-    from pipeline.tracking.store import find_experiment
+    from pipeline.tags import CHECKPOINT, PROGRESS_EPOCH
+    from pipeline.tracking.resume.state import interrupted_runs
+    from pipeline.tracking.store.access import find_experiment
+    from pipeline.tracking.store.redact import redact
 
     name = experiment or compose_config().tracking.experiment
     found = find_experiment(client, name)
@@ -92,12 +84,12 @@ def list_interrupted(client, experiment: str | None) -> int:
     print(f"Interrupted runs of experiment {name!r}, newest first:")
     for run in runs:
         tags, epochs = run.data.tags, run.data.params.get("epochs", "?")
-        saved = json.loads(tags.get("checkpoint") or "null")
+        saved = json.loads(tags.get(CHECKPOINT) or "null")
         where = f"checkpoint at epoch {saved['epoch']}" if saved else "no checkpoint"
         status = "RUNNING, process gone" if run.info.status == "RUNNING" else run.info.status
         print(
             f"  {run.info.run_id}  {redact(run.info.run_name)}  {status}  "
-            f"epoch {tags.get('progress.epoch', '?')}/{epochs} recorded, {where}\n"
+            f"epoch {tags.get(PROGRESS_EPOCH, '?')}/{epochs} recorded, {where}\n"
             f"    python -m pipeline.resume {run.info.run_id}"
         )
     return 0

@@ -28,16 +28,14 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.errors import PipelineError
-from pipeline.tracking.secrets import PASSWORD_VARIABLE, url_password, without_password
+from pipeline.tracking.store.password import PASSWORD_VARIABLE, url_password, without_password
+from pipeline.tracking.store.serving import JOBS_VARIABLE, ui_root
 
 EXAMPLE = (
     "python -m pipeline.server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow "
     "--artifacts-destination /srv/mlflow/artifacts"
 )
 BACKEND_VARIABLE = "MLFLOW_BACKEND_STORE_URI"  # mlflow server reads --backend-store-uri from it
-# MLflow's job runner (GenAI evaluation jobs, trace rollups) starts 8 more processes that
-# training runs never use; set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them anyway.
-JOBS_VARIABLE = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 SETTING = "--backend-store-uri"
 ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
 ADMIN_USERNAME = "MLFLOW_AUTH_ADMIN_USERNAME"
@@ -102,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.redact import redact
+    from pipeline.tracking.store.redact import redact
 
     uri = backend_store(args.backend_store_uri)
     destination = artifacts_destination(args.artifacts_destination)
@@ -111,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth:
         auth_uri = backend_store(args.auth_database_uri) if args.auth_database_uri else uri
         command = with_auth(command, auth_uri, args.default_permission, args.auth_cache_s)
-    from pipeline.tracking.addresses import ui_root  # loads MLflow: only once all is well
-
     root = ui_root(args.host, args.port)
     print(f"MLflow tracking server on {redact(uri)}, artifacts in {destination}: open {root}")
     if args.auth:
@@ -124,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def backend_store(uri: str | None) -> str:
     """The PostgreSQL URI, checked: driver, server, login and database."""
-    from pipeline.tracking.database import check_database, is_postgres
-    from pipeline.tracking.redact import redact
+    from pipeline.tracking.store.postgres import check_database, is_postgres
+    from pipeline.tracking.store.redact import redact
 
     if not uri:
         raise PipelineError(

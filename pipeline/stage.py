@@ -28,17 +28,18 @@ from pipeline.core.model import Standardize
 from pipeline.errors import PipelineError
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext, override_key, read_job, record_job
-from pipeline.tracking.addresses import run_address
-from pipeline.tracking.checkpoints import Checkpoints
-from pipeline.tracking.datasets import log_datasets
-from pipeline.tracking.identity import RUN_KEY_TAG, run_key
-from pipeline.tracking.models import log_model
-from pipeline.tracking.provenance import provenance_tags
-from pipeline.tracking.records import log_config, log_test_report
-from pipeline.tracking.redact import redact
-from pipeline.tracking.resumable import State, runs_with_key, state, why_not
-from pipeline.tracking.runs import RunStart, tracked_run
-from pipeline.tracking.store import fetch_run, prepare_store, resolve_tracking_uri
+from pipeline.tags import DATA_DIGEST, RESUME_EPOCHS, RUN_KEY
+from pipeline.tracking.resume.identity import run_key
+from pipeline.tracking.resume.state import State, runs_with_key, state, why_not
+from pipeline.tracking.run.checkpoints import Checkpoints
+from pipeline.tracking.run.datasets import log_datasets
+from pipeline.tracking.run.files import log_config, log_test_report
+from pipeline.tracking.run.lifecycle import RunStart, tracked_run
+from pipeline.tracking.run.models import log_model
+from pipeline.tracking.run.provenance import provenance_tags
+from pipeline.tracking.store.access import fetch_run, prepare_store, resolve_tracking_uri
+from pipeline.tracking.store.redact import redact
+from pipeline.tracking.store.serving import run_address
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def check_resumable(run: Run, data_digest: str) -> None:
     """One line if ``run`` cannot be continued, or not with this data."""
     if reason := why_not(run):
         raise PipelineError(redact(reason))
-    if run.data.tags.get("data.digest") not in (None, data_digest):
+    if run.data.tags.get(DATA_DIGEST) not in (None, data_digest):
         raise PipelineError(
             f"Run {run.info.run_id} was trained on other data (its data digest differs). "
             f"Fix: rerun it as a new run: python -m pipeline.rerun {run.info.run_id}"
@@ -157,14 +158,14 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
     previous = earlier_run(client, experiment_id, cfg, job, key)
     if previous is not None and state(previous) == State.finished:
         return done_before(previous, job, cfg)
-    start_epoch, tags = 0, {**provenance_tags(device, data.digest()), RUN_KEY_TAG: key}
+    start_epoch, tags = 0, {**provenance_tags(device, data.digest()), RUN_KEY: key}
     if previous is not None:
         check_resumable(previous, data.digest())
         saved = Checkpoints(client, previous).load()
         if saved is not None:
             start_epoch = checkpoint.restore(saved, model, optimizer, batches) + 1
-        epochs_before = previous.data.tags.get("resume.epochs", "")
-        tags = {"resume.epochs": ",".join(filter(None, [epochs_before, str(start_epoch)]))}
+        epochs_before = previous.data.tags.get(RESUME_EPOCHS, "")
+        tags = {RESUME_EPOCHS: ",".join(filter(None, [epochs_before, str(start_epoch)]))}
         log.info(
             "Resuming run %r (%s) from epoch %d%s",
             redact(previous.info.run_name),

@@ -13,7 +13,6 @@ import os
 import sys
 
 from pipeline import cli
-from pipeline.server import JOBS_VARIABLE
 
 EXAMPLE = "python -m pipeline.ui --port 5000"
 
@@ -28,15 +27,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.config import compose_config
     from pipeline.errors import PipelineError
-    from pipeline.tracking.addresses import experiment_page, ui_root
-    from pipeline.tracking.redact import redact
-    from pipeline.tracking.store import (
+    from pipeline.tracking.store.access import (
         find_experiment,
         is_server,
         open_store,
         resolve_tracking_uri,
         sqlite_path,
     )
+    from pipeline.tracking.store.redact import redact
+    from pipeline.tracking.store.serving import JOBS_VARIABLE, experiment_page, ui_root
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if is_server(uri):
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port), "--workers", "1"]
     sys.stderr.flush()
-    os.environ.setdefault(JOBS_VARIABLE, "false")  # the GenAI job runner: see pipeline.server
+    os.environ.setdefault(JOBS_VARIABLE, "false")  # MLflow's GenAI job runner: off
     os.execv(sys.executable, command)
     return 1  # not reached: execv replaces this process
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, open_dict
 
 from pipeline.config import CONF_DIR, register_configs, validate
 from pipeline.runtime.job import GROUPS, JobContext, run_name
-from pipeline.tracking.store import sqlite_path
+from pipeline.tracking.store.access import sqlite_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What ../shared/reference/seed_softmax.py prints (torch 2.13.0, CPU); bench/ has the script.

@@ -1,9 +1,15 @@
-"""Runs recorded by release 0.1.0 (``tests/fixtures/store-0.1.0.tar.gz``: models pickled naming
-``pipeline.model``, configs without ``_target_``) still predict, rerun and resume after the move."""
+"""Runs recorded by earlier releases still predict, rerun and resume: 0.1.0's
+(``tests/fixtures/store-0.1.0.tar.gz``: models pickled naming ``pipeline.model``, configs without
+``_target_``) after the package was grouped by concern, and 0.2.0's (``store-0.2.0.tar.gz``, with
+a sweep's pickled Hydra callbacks) after ``tracking`` was."""
 
 from __future__ import annotations
 
+import pickle
+import re
 import sqlite3
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -16,12 +22,13 @@ from pipeline import rerun, resume
 from pipeline.predict import predict
 
 FIXTURE = ROOT / "tests" / "fixtures" / "store-0.1.0.tar.gz"
+FIXTURE_0_2_0 = ROOT / "tests" / "fixtures" / "store-0.2.0.tar.gz"
 ROWS = "a,b,c,d\n5.1,3.5,1.4,0.2\n6.3,3.3,6.0,2.5\n"
 
 
-def unpack_old_store(cwd: Path) -> str:
+def unpack_old_store(cwd: Path, fixture: Path = FIXTURE) -> str:
     """The fixture store in ``cwd/mlruns``, its artifact locations pointed at this copy."""
-    with tarfile.open(FIXTURE) as archive:
+    with tarfile.open(fixture) as archive:
         archive.extractall(cwd, filter="data")
     store = cwd / "mlruns"
     with sqlite3.connect(store / "mlflow.db") as db:
@@ -92,3 +99,72 @@ def test_an_interrupted_old_run_resumes_in_place(tmp_path, capfd):
     assert resumed.data.tags["resume.count"] == "1"
     assert cost_history(uri, run.info.run_id) == recorded  # 101 values, none twice
     assert len(runs_of(uri)) == 2  # no new run
+
+
+@pytest.fixture(scope="module")
+def store_0_2_0(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict]:
+    cwd = tmp_path_factory.mktemp("0.2.0")
+    uri = unpack_old_store(cwd, FIXTURE_0_2_0)
+    (cwd / "rows.csv").write_text(ROWS)
+    runs = {run.info.run_name: run for run in runs_of(uri)}
+    assert set(runs) == {"epochs=20", "epochs=20,experiment=iris_mlp"}
+    assert {run.data.tags["code.version"] for run in runs.values()} == {"0.2.0"}
+    return cwd, uri, runs
+
+
+def test_0_2_0_models_predict(store_0_2_0):
+    """Their PyTorch models were pickled naming ``pipeline.core.model``; their ``classifier``
+    models were logged from ``pipeline/tracking/classifier.py``, which has moved since."""
+    cwd, uri, runs = store_0_2_0
+    rows = str(cwd / "rows.csv")
+    mlp = predict(runs["epochs=20,experiment=iris_mlp"].info.run_id, rows, uri, ",", True)
+    assert mlp.columns.tolist() == ["label", "prob_setosa", "prob_versicolor", "prob_virginica"]
+    assert mlp["label"].tolist() == ["setosa", "virginica"]
+    toy = predict(runs["epochs=20"].info.run_id, rows, uri, ",", True)
+    assert toy.columns.tolist() == ["label", "prob_0", "prob_1", "prob_2"]
+    assert toy.iloc[:, 1:].sum(axis=1).round(6).tolist() == [1.0, 1.0]
+
+
+def test_a_0_2_0_run_reruns_and_reproduces(store_0_2_0, capfd):
+    """Bit for bit on a CPU like the one that made the fixture; on another, whose kernels may
+    round differently, within float rounding (and the command then says so, exit status 1)."""
+    _, uri, runs = store_0_2_0
+    original = runs["epochs=20,experiment=iris_mlp"]
+    status = rerun.main([original.info.run_id, "--tracking-uri", uri])
+    out = capfd.readouterr().out
+    assert re.search(r"reproduced: \d+/21 cost values identical", out), out
+    assert status == (1 if "NOT reproduced" in out else 0), out
+    (new,) = [r for r in runs_of(uri) if r.data.tags.get("rerun_of") == original.info.run_id]
+    assert new.info.status == "FINISHED"
+    was, now = cost_history(uri, original.info.run_id), cost_history(uri, new.info.run_id)
+    assert len(was) == 21
+    assert now == pytest.approx(was, rel=1e-5)
+    assert new.data.params["model.hidden"] == "[16]"
+    assert new.data.tags["data.digest"] == original.data.tags["data.digest"]
+
+
+def test_a_0_2_0_sweeps_pickled_callbacks_load_in_a_fresh_process(tmp_path):
+    """A Slurm job of a sweep launched by 0.2.0 unpickles the sweep's Hydra callbacks (submitit
+    pickles them), which name ``pipeline.tracking.secrets`` and ``pipeline.tracking.callbacks``.
+    A fresh interpreter, as a job's is: the old paths resolve while ``pipeline`` first loads."""
+    with tarfile.open(FIXTURE_0_2_0) as archive:
+        archive.extract("callbacks.pkl", tmp_path, filter="data")
+    pickled = (tmp_path / "callbacks.pkl").read_bytes()
+    assert b"pipeline.tracking.secrets" in pickled
+    assert b"pipeline.tracking.callbacks" in pickled
+    load = (
+        "import pickle, sys; callbacks = pickle.load(open(sys.argv[1], 'rb')).callbacks; "
+        "print(*(f'{type(c).__module__}.{type(c).__name__}' for c in callbacks))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "callbacks.pkl")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "pipeline.tracking.store.password.PasswordToEnvironment",
+        "pipeline.tracking.sweep.callbacks.SweepTracking",
+    ]
+    assert pickle.loads(pickled).callbacks  # in this process too

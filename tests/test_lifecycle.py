@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 from conftest import cost_history, runs_of, sqlite_uri, start_cli, train_into
 from pipeline.runtime import interrupts
 from pipeline.runtime.job import JobContext
-from pipeline.tracking.checkpoints import Checkpoints
-from pipeline.tracking.runs import RunStart, tracked_run
-from pipeline.tracking.store import prepare_store
+from pipeline.tracking.run.checkpoints import Checkpoints
+from pipeline.tracking.run.lifecycle import RunStart, tracked_run
+from pipeline.tracking.store.access import prepare_store
 
 
 def open_run(store: str, experiment_id: str):

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs, train_into
 from pipeline.config import CONF_DIR, register_configs
 from pipeline.errors import PipelineError
-from pipeline.tracking.secrets import move_password
+from pipeline.tracking.store.password import move_password
 from servers import free_port
 
 SEEDS = [str(seed) for seed in range(1, 9)]

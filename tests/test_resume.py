@@ -28,7 +28,7 @@ from conftest import (
 )
 from pipeline import resume as resume_command
 from pipeline.errors import PipelineError
-from pipeline.tracking.checkpoints import Checkpoints
+from pipeline.tracking.run.checkpoints import Checkpoints
 
 # Mini-batches, Adam (optimizer state) and a validation split (four metrics an epoch).
 MINI_BATCHES = ("data=iris", "batch_size=16", "optim=adam", "epochs=2000")

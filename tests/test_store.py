@@ -8,7 +8,7 @@ from conftest import compose_job, cost_history, runs_of, sqlite_uri, train_into
 from pipeline.config import validate
 from pipeline.errors import PipelineError
 from pipeline.stage import train
-from pipeline.tracking.store import default_tracking_uri, prepare_store, resolve_tracking_uri
+from pipeline.tracking.store.access import default_tracking_uri, prepare_store, resolve_tracking_uri
 
 
 def test_tracking_uri_override_and_experiment_name(tmp_path, monkeypatch):

@@ -1,2 +1,4 @@
-"""The training core, free of MLflow: data (``data``, ``tables``), models (``model``), the loop
-(``loop``), metrics (``evaluate``) and seeding (``determinism``)."""
+"""The training core, free of MLflow and of the process it runs in: data (``data``,
+``tables``), models (``model``), the loop (``loop``) and stopping it at a safe point
+(``stop``), metrics (``evaluate``), seeding (``determinism``) and the state a checkpoint holds
+(``checkpoint``). It imports nothing of ``runtime`` or ``tracking``."""

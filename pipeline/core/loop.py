@@ -10,19 +10,27 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+from pipeline.core import stop
 from pipeline.core.data import Dataset, Split
 from pipeline.core.evaluate import evaluate, predictions
 from pipeline.errors import PipelineError
-from pipeline.runtime import interrupts
-from pipeline.runtime.console import Progress
 
 log = logging.getLogger(__name__)
 
 Record = Callable[[int, dict[str, float], int], None]  # (epoch, metrics, time in ms)
+
+
+class Progress(Protocol):
+    """What shows training as it goes (``pipeline.runtime.console.Progress`` on a terminal)."""
+
+    def update(self, epoch: int, cost: torch.Tensor) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 class DivergedError(PipelineError):
@@ -202,8 +210,8 @@ def fit(
                 report()
                 save(epoch)
                 next_save = time.monotonic() + save_every_s
-            interrupts.check()
-    except interrupts.Stop:  # at an epoch boundary: keep what was trained, and a checkpoint
+            stop.check()
+    except stop.Stop:  # at an epoch boundary: keep what was trained, and a checkpoint
         report()
         if save and done >= start_epoch:
             save(done)

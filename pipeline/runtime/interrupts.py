@@ -10,6 +10,9 @@ so that no next job starts. A second signal, or one outside a run, interrupts at
 SIGUSR2 is what Slurm and submitit send before a time limit or a preemption; submitit's own
 handler for it requeues the job. ``hand_over`` gives the signal to that handler once the run is
 closed, so the requeued job resumes the run from its checkpoint.
+
+A noted signal is a stop request of ``pipeline.core.stop``, which the training loop checks;
+``Stop`` and ``check`` are handed on from there.
 """
 
 from __future__ import annotations
@@ -21,23 +24,16 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from pipeline.core.stop import Stop, check, request, withdraw
+
+__all__ = ["STOP_SIGNALS", "Stop", "check", "deferred", "hand_over", "install"]
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-
-
-class Stop(KeyboardInterrupt):
-    """A signal asked the run to stop; raised at an epoch boundary, or (``after_run``) once the
-    run, whose training was over when the signal came, is closed."""
-
-    def __init__(self, signum: int, after_run: bool = False) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.after_run = after_run
 
 
 class _State:
     def __init__(self) -> None:
         self.deferring = False
-        self.pending: int | None = None  # the signal noted while deferring
         self.previous: dict[int, Any] = {}  # handlers before ours (submitit's, in its jobs)
 
 
@@ -56,8 +52,7 @@ def install() -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if _state.deferring and _state.pending is None:
-        _state.pending = signum
+    if _state.deferring and request(signum):  # noted: raised at the next check
         return
     raise Stop(signum)
 
@@ -66,19 +61,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def deferred() -> Iterator[None]:
     """Inside, a first signal is noted, not raised; it is raised on leaving if ``check`` didn't
     (a ``Stop`` with ``after_run``)."""
-    _state.deferring, _state.pending = True, None
+    _state.deferring = True
+    withdraw()
     try:
         yield
     finally:
         _state.deferring = False
     check(after_run=True)
-
-
-def check(after_run: bool = False) -> None:
-    """Raise ``Stop`` if a signal arrived since ``deferred`` began."""
-    if _state.pending is not None:
-        signum, _state.pending = _state.pending, None
-        raise Stop(signum, after_run)
 
 
 def hand_over(stop: Stop) -> None:

@@ -1,5 +1,6 @@
 """What a run needs to know about the Hydra job it runs in: its name, overrides, choices, dirs
-and, in a sweep, the sweep's parent run (from the sweep dir's ``sweep.json``)."""
+and, in a sweep, the sweep's parent run; and the two files a sweep's jobs share through their
+dirs: the sweep dir's ``sweep.json`` and each job dir's ``job.json``."""
 
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ class JobContext:
             sweep_dir=sweep_dir,
             parent_run_id=sweep.get("parent_run_id"),
         )
+
+
+def write_sweep_file(sweep_dir: Path, **facts: object) -> None:
+    """Add ``facts`` to the sweep dir's ``sweep.json``."""
+    path = sweep_dir / SWEEP_FILE
+    known = json.loads(path.read_text()) if path.exists() else {}
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**known, **facts}))
 
 
 JOB_FILE = "job.json"  # in a job's output dir: its run id and how it ended, for the sweep summary

@@ -12,6 +12,8 @@ import os
 import socket
 from pathlib import Path
 
+from pipeline.tags import PROCESS_HOST, PROCESS_PID, PROCESS_SLURM_JOB, PROCESS_STARTED
+
 PROC = Path("/proc")
 
 
@@ -40,10 +42,10 @@ def slurm_job() -> str:
 
 def identity() -> dict[str, str]:
     """This process, as a run records it (tags ``process.*``)."""
-    facts = {"process.host": host(), "process.pid": str(os.getpid())}
-    facts["process.started"] = start_stamp(os.getpid())
+    facts = {PROCESS_HOST: host(), PROCESS_PID: str(os.getpid())}
+    facts[PROCESS_STARTED] = start_stamp(os.getpid())
     if job := slurm_job():
-        facts["process.slurm_job"] = job
+        facts[PROCESS_SLURM_JOB] = job
     return facts
 
 
@@ -53,16 +55,16 @@ def is_gone(recorded: dict[str, str]) -> bool | None:
     True or False where it can be told: on this host, or by a requeued Slurm job; None for a
     process on another host (the caller then looks at the run's heartbeat).
     """
-    job = recorded.get("process.slurm_job")
+    job = recorded.get(PROCESS_SLURM_JOB)
     if job and job == slurm_job():  # Slurm runs one attempt of a job at a time
-        return (recorded.get("process.host"), recorded.get("process.pid")) != (
+        return (recorded.get(PROCESS_HOST), recorded.get(PROCESS_PID)) != (
             host(),
             str(os.getpid()),
         )
-    if recorded.get("process.host") != host() or "process.pid" not in recorded:
+    if recorded.get(PROCESS_HOST) != host() or PROCESS_PID not in recorded:
         return None
-    pid = int(recorded["process.pid"])
-    started = recorded.get("process.started", "")
+    pid = int(recorded[PROCESS_PID])
+    started = recorded.get(PROCESS_STARTED, "")
     if started and start_stamp(pid):
         return start_stamp(pid) != started
     try:

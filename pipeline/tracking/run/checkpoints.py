@@ -23,11 +23,11 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.core.checkpoint import from_bytes, to_bytes
 from pipeline.runtime import failpoints
+from pipeline.tags import CHECKPOINT, CHECKPOINT_PREVIOUS
 
 log = logging.getLogger(__name__)
 
 DIR = "checkpoints"
-TAG, PREVIOUS_TAG = "checkpoint", "checkpoint.previous"  # {"path", "epoch", "sha256"}
 
 
 class Checkpoints:
@@ -38,8 +38,8 @@ class Checkpoints:
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
         tags = run.data.tags
-        self.latest: dict | None = json.loads(tags.get(TAG) or "null")
-        self.previous: dict | None = json.loads(tags.get(PREVIOUS_TAG) or "null")
+        self.latest: dict | None = json.loads(tags.get(CHECKPOINT) or "null")
+        self.previous: dict | None = json.loads(tags.get(CHECKPOINT_PREVIOUS) or "null")
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` to the free slot, then move the ``checkpoint`` tag to it."""
@@ -56,9 +56,9 @@ class Checkpoints:
             "epoch": state["epoch"],
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        tags = [RunTag(TAG, json.dumps(record))]
+        tags = [RunTag(CHECKPOINT, json.dumps(record))]
         if self.latest:
-            tags.append(RunTag(PREVIOUS_TAG, json.dumps(self.latest)))
+            tags.append(RunTag(CHECKPOINT_PREVIOUS, json.dumps(self.latest)))
         self.client.log_batch(self.run_id, tags=tags)
         self.latest, self.previous = record, self.latest
 
@@ -85,7 +85,7 @@ class Checkpoints:
     def remove(self) -> None:
         """Delete the checkpoint files and the tags that name them."""
         get_artifact_repository(self.artifact_uri).delete_artifacts(DIR)
-        for tag in (TAG, PREVIOUS_TAG):
-            if (tag == TAG and self.latest) or (tag == PREVIOUS_TAG and self.previous):
+        for tag, record in ((CHECKPOINT, self.latest), (CHECKPOINT_PREVIOUS, self.previous)):
+            if record:
                 self.client.delete_tag(self.run_id, tag)
         self.latest = self.previous = None

@@ -23,8 +23,8 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import PipelineError, first_line
-from pipeline.tracking.database import check_database, is_postgres
-from pipeline.tracking.redact import redact
+from pipeline.tracking.store.postgres import check_database, is_postgres
+from pipeline.tracking.store.redact import redact
 
 STORE_DIR = "mlruns"
 ADVISORY_LOCK = 0x6D6C666C  # "mlfl": the PostgreSQL advisory lock key of first use

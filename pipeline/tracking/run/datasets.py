@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from pipeline.core.data import Dataset
-from pipeline.tracking.redact import redact
+from pipeline.tracking.store.redact import redact
 
 DIGEST_LENGTH = 32
 SPLITS = (("train", "training"), ("validation", "validation"), ("test", "testing"))

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-# The provenance tags a run records (pipeline.tracking.provenance): code, environment, data.
-FACT_PREFIXES = ("code.", "env.", "data.digest")
+from pipeline.tags import CODE, DATA_DIGEST, ENV
+
+# The provenance tags a run records (pipeline.tracking.run.provenance): code, environment, data.
+FACT_PREFIXES = (CODE, ENV, DATA_DIGEST)
 NOT_RECORDED = "(not recorded)"
 
 

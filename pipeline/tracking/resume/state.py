@@ -16,12 +16,17 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime import process
-from pipeline.tracking.identity import RUN_KEY_TAG
+from pipeline.tags import (
+    FAILURE_REASON,
+    FAILURE_RESUMABLE,
+    PROCESS_HEARTBEAT,
+    PROCESS_HOST,
+    PROCESS_PID,
+    RUN_KEY,
+)
 
-HEARTBEAT_TAG = "process.heartbeat"  # time in ms, written every HEARTBEAT_S while it runs
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = 30.0  # how often a running run writes its PROCESS_HEARTBEAT
 STALE_AFTER_S = 600.0  # a run on another host is taken as gone after this long without one
-RESUMABLE_TAG = "failure.resumable"  # "false" on a run whose failure would happen again
 
 
 class State(Enum):
@@ -35,7 +40,7 @@ def state(run: Run) -> State:
     status, tags = run.info.status, run.data.tags
     if status == "FINISHED":
         return State.finished
-    if status == "FAILED" and tags.get(RESUMABLE_TAG) == "false":
+    if status == "FAILED" and tags.get(FAILURE_RESUMABLE) == "false":
         return State.failed
     if status in ("RUNNING", "SCHEDULED") and not process_ended(run):
         return State.running
@@ -46,14 +51,14 @@ def why_not(run: Run) -> str | None:
     """Why ``run`` cannot be resumed, as one line with a fix (None: it can be)."""
     found, name = state(run), f"Run {run.info.run_id} ({run.info.run_name})"
     if found == State.running:
-        host, pid = run.data.tags.get("process.host"), run.data.tags.get("process.pid")
+        host, pid = run.data.tags.get(PROCESS_HOST), run.data.tags.get(PROCESS_PID)
         return (
             f"{name} is still running (process {pid} on {host}). Fix: let it finish, or stop "
             "it first (Ctrl-C, or kill that process) and resume it then"
         )
     if found == State.failed:
         return (
-            f"{name} failed in a way that would repeat ({run.data.tags.get('failure_reason')}). "
+            f"{name} failed in a way that would repeat ({run.data.tags.get(FAILURE_REASON)}). "
             f"Fix: rerun it with other settings: python -m pipeline.rerun {run.info.run_id} ..."
         )
     return None
@@ -64,7 +69,7 @@ def process_ended(run: Run) -> bool:
     gone = process.is_gone(run.data.tags)
     if gone is not None:
         return gone
-    beat_ms = int(run.data.tags.get(HEARTBEAT_TAG) or run.info.start_time or 0)
+    beat_ms = int(run.data.tags.get(PROCESS_HEARTBEAT) or run.info.start_time or 0)
     return time.time() - beat_ms / 1000 > STALE_AFTER_S
 
 
@@ -72,7 +77,7 @@ def runs_with_key(client: MlflowClient, experiment_id: str, key: str) -> list[Ru
     """Runs of the same experiment (config, code, data: ``run.key``), newest first."""
     return client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+        filter_string=f"tags.`{RUN_KEY}` = '{key}'",
         order_by=["attributes.start_time DESC"],
     )
 

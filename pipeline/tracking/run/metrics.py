@@ -8,9 +8,9 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.runtime import failpoints
+from pipeline.tags import PROGRESS_EPOCH
 
 CHUNK = 1000  # metrics per log_batch call: MLflow's limit, and one transaction each
-PROGRESS_TAG = "progress.epoch"  # the last epoch whose metrics are all written
 
 
 class MetricBuffer:
@@ -65,7 +65,7 @@ class MetricBuffer:
             for chunk in chunks[:-1]:
                 self.client.log_batch(self.run_id, metrics=chunk)
                 failpoints.reached("flush")  # a chunk written, the next not: half a flush
-            done = [] if self.last_epoch is None else [RunTag(PROGRESS_TAG, str(self.last_epoch))]
+            done = [] if self.last_epoch is None else [RunTag(PROGRESS_EPOCH, str(self.last_epoch))]
             self.client.log_batch(self.run_id, metrics=chunks[-1] if chunks else [], tags=done)
             self.pending = []
         self.next_flush = time.monotonic() + self.flush_every_s

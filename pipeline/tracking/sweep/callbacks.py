@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from pipeline.config.params import is_run_setting
 from pipeline.errors import fatal_in_callback
-from pipeline.runtime.job import override_key
+from pipeline.runtime.job import override_key, write_sweep_file
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,14 @@ class SweepTracking(Callback):
             slurm.check_cluster(config.hydra.launcher, config.tracking.uri)
         from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
 
-        from pipeline.tracking import sweep
-        from pipeline.tracking.store import prepare_store, resolve_tracking_uri
+        from pipeline.tracking.store.access import prepare_store, resolve_tracking_uri
+        from pipeline.tracking.sweep.parent import start_parent
 
         uri = resolve_tracking_uri(config.tracking.uri)
         self.experiment_id = prepare_store(uri, config.tracking.experiment)
         self.client = MlflowClient(tracking_uri=uri)
         overrides = [o for o in config.hydra.overrides.task if not is_run_setting(override_key(o))]
-        self.parent_id = sweep.start_parent(
+        self.parent_id = start_parent(
             self.client,
             self.experiment_id,
             Path(config.hydra.sweep.dir),
@@ -63,28 +63,30 @@ class SweepTracking(Callback):
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from pipeline.tracking import sweep
+        from pipeline.tracking.sweep import results
+        from pipeline.tracking.sweep.parent import log_summary
+        from pipeline.tracking.sweep.table import table
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        results = sweep.collect(self.client, self.experiment_id, sweep_dir)
+        jobs = results.collect(self.client, self.experiment_id, sweep_dir)
         metric, direction = config.sweep.metric.name, config.sweep.direction.name
-        best = sweep.best(self.client, self.experiment_id, results, metric, direction)
-        sweep.log_summary(self.client, self.parent_id, results, best, metric)
+        best = results.best(self.client, self.experiment_id, jobs, metric, direction)
+        log_summary(self.client, self.parent_id, jobs, best, metric)
         optuna_results = sweep_dir / "optimization_results.yaml"
         if optuna_results.exists():
             self.client.log_artifact(self.parent_id, str(optuna_results))
-        log.info("Sweep summary (parent run %s):\n%s", self.parent_id, sweep.table(results))
+        log.info("Sweep summary (parent run %s):\n%s", self.parent_id, table(jobs))
         if best is not None:
             log.info(
                 "Best run by %s (%s): %s (%s)", metric, direction, best.run.info.run_name,
                 best.run_id,
             )  # fmt: skip
-        failed = [r.num for r in results if r.status != "FINISHED"]
-        sweep.write_sweep_file(sweep_dir, jobs=len(results), failed_jobs=failed)
+        failed = [r.num for r in jobs if r.status != "FINISHED"]
+        write_sweep_file(sweep_dir, jobs=len(jobs), failed_jobs=failed)
         self._close("FAILED" if failed else "FINISHED")
         if failed:  # the sweep's exit status (Hydra turns exceptions raised here into warnings)
             print(
-                f"Sweep had failures: {len(failed)} of {len(results)} jobs did not finish "
+                f"Sweep had failures: {len(failed)} of {len(jobs)} jobs did not finish "
                 f"(jobs {', '.join(map(str, failed))}; see the summary above)",
                 file=sys.stderr,
             )

@@ -20,11 +20,20 @@ from mlflow.tracking import MlflowClient
 from pipeline.errors import first_line
 from pipeline.runtime import interrupts, process
 from pipeline.runtime.job import JobContext, record_job
-from pipeline.tracking.metrics import MetricBuffer
-from pipeline.tracking.records import log_job_files
-from pipeline.tracking.redact import redact
-from pipeline.tracking.resumable import HEARTBEAT_S, HEARTBEAT_TAG, RESUMABLE_TAG
-from pipeline.tracking.store import STORE_ERRORS, store_error
+from pipeline.tags import (
+    FAILURE_REASON,
+    FAILURE_RESUMABLE,
+    HYDRA_JOB_NUM,
+    HYDRA_OVERRIDES,
+    JOB_OUTPUT_DIR,
+    PROCESS_HEARTBEAT,
+    RESUME_COUNT,
+)
+from pipeline.tracking.resume.state import HEARTBEAT_S
+from pipeline.tracking.run.files import log_job_files
+from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.store.access import STORE_ERRORS, store_error
+from pipeline.tracking.store.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +52,7 @@ class RunStart:
     @property
     def attempt(self) -> int:
         """1 for a new run, 2 for its first resumption, ..."""
-        return int(self.resume.data.tags.get("resume.count", 0)) + 2 if self.resume else 1
+        return int(self.resume.data.tags.get(RESUME_COUNT, 0)) + 2 if self.resume else 1
 
 
 def attempt_dir(attempt: int) -> str:
@@ -66,7 +75,7 @@ class Heartbeat:
     def _beat(self, client: MlflowClient, run_id: str) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
             try:
-                client.set_tag(run_id, HEARTBEAT_TAG, now_ms())
+                client.set_tag(run_id, PROCESS_HEARTBEAT, now_ms())
             except Exception:  # a missed beat is written at the next one
                 continue
 
@@ -76,14 +85,14 @@ class Heartbeat:
 
 
 def _open(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> Run:
-    liveness = {**process.identity(), HEARTBEAT_TAG: now_ms()}
+    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
     if job.output_dir is not None:
-        liveness["job.output_dir"] = str(job.output_dir)
+        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
     if start.resume is not None:
         return _reopen(client, start.resume, {**start.tags, **liveness})
-    job_tags = {"hydra.overrides": " ".join(job.overrides)}
+    job_tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
     if job.job_num is not None:
-        job_tags["hydra.job_num"] = str(job.job_num)
+        job_tags[HYDRA_JOB_NUM] = str(job.job_num)
     tags = {key: redact(str(value)) for key, value in {**job_tags, **start.tags}.items()}
     return mlflow.start_run(
         experiment_id=experiment_id,
@@ -97,13 +106,13 @@ def _open(client: MlflowClient, experiment_id: str, job: JobContext, start: RunS
 def _reopen(client: MlflowClient, run: Run, tags: dict[str, str]) -> Run:
     """The same run again, RUNNING: where it runs now, how often it was resumed; the last
     attempt's job files, if it died before logging them; no failure of an earlier attempt."""
-    run_id, attempt = run.info.run_id, int(run.data.tags.get("resume.count", 0)) + 1
-    lost = Path(run.data.tags.get("job.output_dir", "/nonexistent"))
+    run_id, attempt = run.info.run_id, int(run.data.tags.get(RESUME_COUNT, 0)) + 1
+    lost = Path(run.data.tags.get(JOB_OUTPUT_DIR, "/nonexistent"))
     logged = {a.path for a in client.list_artifacts(run_id, attempt_dir(attempt).rstrip("/"))}
-    for tag in ("failure_reason", RESUMABLE_TAG):
+    for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
         if tag in run.data.tags:
             client.delete_tag(run_id, tag)
-    info = mlflow.start_run(run_id=run_id, tags={**tags, "resume.count": str(attempt)}).info
+    info = mlflow.start_run(run_id=run_id, tags={**tags, RESUME_COUNT: str(attempt)}).info
     if lost.is_dir() and not any(path.endswith(".log") for path in logged):
         log_job_files(lost, attempt_dir(attempt))
     return info
@@ -138,8 +147,8 @@ def tracked_run(
             )  # fmt: skip
             raise
         except Exception as err:
-            reason = {"failure_reason": redact(first_line(err))}
-            reason[RESUMABLE_TAG] = str(getattr(err, "resumable", True)).lower()
+            reason = {FAILURE_REASON: redact(first_line(err))}
+            reason[FAILURE_RESUMABLE] = str(getattr(err, "resumable", True)).lower()
             mlflow.set_tags(reason)
             raise
         finally:

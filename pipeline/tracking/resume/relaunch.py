@@ -1,7 +1,8 @@
-"""What a past run recorded that trains it again: its resolved config, as Hydra overrides.
+"""A past run trained again: its recorded config (``run.files.recorded_config``) as Hydra
+overrides, given to ``python -m pipeline.train`` in a child process.
 
-``rerun`` trains it as a new run; ``resume`` continues the same run. Both go through
-``python -m pipeline.train`` in a child process, so the run is made exactly as any other.
+``rerun`` trains it as a new run; ``resume`` continues the same run. Both go through the
+training command, so the run is made exactly as any other.
 """
 
 from __future__ import annotations
@@ -12,27 +13,13 @@ import sys
 from typing import Any
 
 from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from pipeline.config.params import flatten_dict, is_run_setting
-from pipeline.errors import PipelineError
 from pipeline.runtime.job import GROUPS, override_key
-from pipeline.tracking import lookup
 
 # Runs recorded before configs built objects from `_target_` named their group choice in the
 # config itself (data.name: iris); today's runs record the choices as params (data: iris).
 LEGACY_CHOICE_KEYS = {group: f"{group}.name" for group in GROUPS}
-
-
-def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
-    """The resolved config the run logged as ``config.yaml``."""
-    config = lookup.recorded_config(client, run_id)
-    if config is None:
-        raise PipelineError(
-            f"Run {run_id} has no recorded config.yaml: it was not made by "
-            "`python -m pipeline.train`. Fix: use a run that was"
-        )
-    return config
 
 
 def recorded_overrides(run: Run, config: dict[str, Any]) -> list[str]:

@@ -19,8 +19,6 @@ from pipeline.config.params import is_run_setting, params
 
 PACKAGE_DIR = Path(pipeline.__file__).resolve().parent
 PACKAGE_ROOT = PACKAGE_DIR.parent
-RUN_KEY_TAG = "run.key"
-SWEEP_KEY_TAG = "sweep.key"
 
 
 @functools.cache

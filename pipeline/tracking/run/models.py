@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from mlflow.models import infer_signature
 
-from pipeline.tracking.identity import PACKAGE_DIR
+from pipeline.tracking.resume.identity import PACKAGE_DIR
 
 CLASSIFIER_CODE = Path(__file__).resolve().parent / "classifier.py"
 # What unpickling a model imports: its classes (``core``), their config enums (``config``) and

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError, first_line
 
-MODEL_NAME = "classifier"  # what pipeline.tracking.models logs: probabilities by class name
+MODEL_NAME = "classifier"  # what pipeline.tracking.run.models logs: probabilities by class name
 
 
 @dataclass(frozen=True)

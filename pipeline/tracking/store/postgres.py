@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from pipeline.errors import PipelineError, first_line
-from pipeline.tracking.redact import redact
+from pipeline.tracking.store.redact import redact
 
 CONNECT_TIMEOUT_S = 5
 DRIVER_FIX = 'pip install -e ".[server]" (psycopg 3, for postgresql://), or the URI\'s driver'

@@ -1,6 +1,6 @@
 """Finding runs for the commands that read the store: a sweep, its runs, how they rank, its best.
 
-A sweep's parent run (``pipeline.tracking.sweep``) is the run tagged ``sweep.dir``; its jobs'
+A sweep's parent run (``pipeline.tracking.sweep.parent``) is the run tagged ``sweep.dir``; its jobs'
 runs are nested under it (``mlflow.parentRunId``). It records how its runs rank as the tags
 ``sweep.metric`` and ``sweep.direction`` (sweeps made before those tags existed rank as their
 runs' ``config.yaml`` says) and, once it ended, its best run as ``best_run_id``.
@@ -8,21 +8,16 @@ runs' ``config.yaml`` says) and, once it ended, its best run as ``best_run_id``.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.store import fetch_run
+from pipeline.tags import BEST_RUN_ID, PARENT_RUN_ID, SWEEP_DIR, SWEEP_DIRECTION, SWEEP_METRIC
+from pipeline.tracking.run.files import find_recorded_config
+from pipeline.tracking.store.access import fetch_run
 
-SWEEP_TAG = "sweep.dir"  # marks a sweep's parent run
-PARENT_TAG = "mlflow.parentRunId"
 PAGE_SIZE = 1000  # runs per search_runs request; the page token fetches the rest
 
 
@@ -64,14 +59,14 @@ def ranked(metric: str, descending: bool) -> list[str]:
 
 
 def is_sweep(run: Run) -> bool:
-    return SWEEP_TAG in run.data.tags
+    return SWEEP_DIR in run.data.tags
 
 
 def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
     """The sweep parent run that started last in the experiment."""
     found = client.search_runs(
         [experiment_id],
-        f"tags.`{SWEEP_TAG}` IS NOT NULL",
+        f"tags.`{SWEEP_DIR}` IS NOT NULL",
         max_results=1,
         order_by=["attributes.start_time DESC"],
     )
@@ -80,38 +75,28 @@ def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
 
 def sweep_filter(parent: Run) -> str:
     """``search_runs`` filter for the runs nested under ``parent``."""
-    return f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
+    return f"tags.`{PARENT_RUN_ID}` = '{parent.info.run_id}'"
 
 
 def experiment_filter() -> str:
     """``search_runs`` filter for an experiment's training runs (no sweep parents)."""
-    return f"tags.`{SWEEP_TAG}` IS NULL"
-
-
-def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
-    """The resolved config the run logged as ``config.yaml`` (None if it has none)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            return None
-        return yaml.safe_load(Path(path).read_text())
+    return f"tags.`{SWEEP_DIR}` IS NULL"
 
 
 def objective(client: MlflowClient, parent: Run | None, example: Run | None) -> Objective:
     """How the runs rank: the parent's ``sweep.*`` tags, else the ``sweep`` settings in
     ``example``'s recorded config, else the default (``objective``, minimized)."""
     tags = parent.data.tags if parent is not None else {}
-    if "sweep.metric" in tags:
-        return Objective(tags["sweep.metric"], tags.get("sweep.direction", "minimize"))
-    config = recorded_config(client, example.info.run_id) if example is not None else None
+    if SWEEP_METRIC in tags:
+        return Objective(tags[SWEEP_METRIC], tags.get(SWEEP_DIRECTION, "minimize"))
+    config = find_recorded_config(client, example.info.run_id) if example is not None else None
     sweep = (config or {}).get("sweep") or {}
     return Objective(sweep.get("metric", "objective"), sweep.get("direction", "minimize"))
 
 
 def best_run(client: MlflowClient, parent: Run) -> Run:
     """The sweep's best run by its objective (the parent's ``best_run_id``)."""
-    best_id = parent.data.tags.get("best_run_id")
+    best_id = parent.data.tags.get(BEST_RUN_ID)
     if not best_id:
         raise PipelineError(
             f"Sweep {parent.info.run_id} has no best run (no job finished, or the sweep has "

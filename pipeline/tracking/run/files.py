@@ -1,24 +1,54 @@
-"""What a run records besides metrics and models: params, the config, the job's files and the
-test report, every text with its secrets masked."""
+"""The files a run keeps besides its model, datasets and checkpoints, every text with its
+secrets masked: its resolved config (``config.yaml``, its values also as params), the job's
+Hydra files and log, and the test report. And the config read back from a past run."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config.params import params
 from pipeline.core.evaluate import class_report
-from pipeline.tracking.redact import redact, redact_value
+from pipeline.errors import PipelineError
+from pipeline.tracking.store.redact import redact, redact_value
+
+CONFIG_FILE = "config.yaml"
 
 
 def log_config(cfg: DictConfig, choices: dict[str, str]) -> None:
     """Every resolved config value as a param, and the resolved config as ``config.yaml``."""
     mlflow.log_params({key: redact_value(value) for key, value in params(cfg, choices).items()})
-    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG_FILE)
+
+
+def find_recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    """The resolved config the run logged as ``config.yaml``; None if it logged none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, CONFIG_FILE, tmp)
+        except (MlflowException, OSError):
+            return None
+        return yaml.safe_load(Path(path).read_text())
+
+
+def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """``find_recorded_config``, for a run that must have one: one line with a fix if not."""
+    config = find_recorded_config(client, run_id)
+    if config is None:
+        raise PipelineError(
+            f"Run {run_id} has no recorded {CONFIG_FILE}: it was not made by "
+            "`python -m pipeline.train`. Fix: use a run that was"
+        )
+    return config
 
 
 def log_job_files(output_dir: Path | None, under: str = "") -> None:

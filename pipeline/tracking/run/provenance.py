@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 import pipeline
-from pipeline.tracking.identity import PACKAGE_ROOT, code_digest
+from pipeline.tags import CODE, DATA_DIGEST, ENV
+from pipeline.tracking.resume.identity import PACKAGE_ROOT, code_digest
 
 
 @functools.cache
 def code_version() -> dict[str, str]:
     """The package version, plus the git commit and a dirty flag when run from a checkout."""
-    tags = {"code.version": pipeline.__version__}
+    tags = {f"{CODE}version": pipeline.__version__}
     if not (PACKAGE_ROOT / ".git").exists():
         return tags
     try:
@@ -26,7 +27,7 @@ def code_version() -> dict[str, str]:
         changes = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return tags
-    return {**tags, "code.commit": commit, "code.dirty": str(bool(changes)).lower()}
+    return {**tags, f"{CODE}commit": commit, f"{CODE}dirty": str(bool(changes)).lower()}
 
 
 def _git(*args: str) -> str:
@@ -39,19 +40,20 @@ def _git(*args: str) -> str:
 def environment(device: torch.device) -> dict[str, str]:
     """Library versions, platform, device and thread count, as ``env.*`` tags."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
-        "env.python": platform.python_version(),
-        "env.torch": torch.__version__,
-        "env.mlflow": mlflow.__version__,
-        "env.hydra": hydra.__version__,
-        "env.numpy": np.__version__,
-        "env.platform": platform.platform(),
-        "env.device": f"{device.type} ({name})" if name else device.type,
-        "env.torch_threads": str(torch.get_num_threads()),
+    facts = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mlflow": mlflow.__version__,
+        "hydra": hydra.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": f"{device.type} ({name})" if name else device.type,
+        "torch_threads": str(torch.get_num_threads()),
     }
+    return {f"{ENV}{key}": value for key, value in facts.items()}
 
 
 def provenance_tags(device: torch.device, data_digest: str) -> dict[str, str]:
     """Every fact a rerun compares: code, environment and the training data's digest."""
-    code = {**code_version(), "code.digest": code_digest()}
-    return {**code, **environment(device), "data.digest": data_digest}
+    code = {**code_version(), f"{CODE}digest": code_digest()}
+    return {**code, **environment(device), DATA_DIGEST: data_digest}

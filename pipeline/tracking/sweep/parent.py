@@ -1,0 +1,94 @@
+"""A sweep's parent run: its jobs' runs nest under it; at the end, a summary and the best run.
+
+The parent run's id is left in the sweep dir's ``sweep.json`` (with the swept keys and, at the
+end, the outcome), where every job finds it (``pipeline.runtime.job``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.entities import RunTag
+from mlflow.tracking import MlflowClient
+
+from pipeline.runtime.job import write_sweep_file
+from pipeline.tags import (
+    BEST_RUN_ID,
+    BEST_RUN_NAME,
+    HYDRA_OVERRIDES,
+    SWEEP_DIR,
+    SWEEP_DIRECTION,
+    SWEEP_KEY,
+    SWEEP_LAUNCHER,
+    SWEEP_METRIC,
+    SWEEP_SWEEPER,
+)
+from pipeline.tracking.resume.identity import sweep_key
+from pipeline.tracking.store.redact import redact
+from pipeline.tracking.sweep.curves import log_cost_curves
+from pipeline.tracking.sweep.results import JobResult
+from pipeline.tracking.sweep.table import table
+
+
+def start_parent(
+    client: MlflowClient,
+    experiment_id: str,
+    sweep_dir: Path,
+    overrides: list[str],
+    swept: list[str],
+    launcher: str,
+    sweeper: str,
+    resume: bool,
+    objective: tuple[str, str],  # sweep.metric, sweep.direction
+) -> str:
+    """The sweep's run, its id left in the sweep dir where every job finds it: with ``resume``,
+    the run of the last launch of the same sweep (``sweep.key``: overrides, sweeper, code)
+    continued, so that its jobs' runs stay under one parent; else a new one."""
+    key = sweep_key(overrides, sweeper)
+    tags = {
+        SWEEP_DIR: str(sweep_dir.resolve()),
+        SWEEP_LAUNCHER: launcher,
+        SWEEP_SWEEPER: sweeper,
+        SWEEP_METRIC: objective[0],
+        SWEEP_DIRECTION: objective[1],
+        HYDRA_OVERRIDES: redact(" ".join(overrides)),
+        SWEEP_KEY: key,
+    }
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{SWEEP_KEY}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if resume and earlier:
+        parent_id = earlier[0].info.run_id
+        client.update_run(parent_id, status="RUNNING")
+        client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    else:
+        name = " ".join(["sweep", *overrides])
+        if sweeper != "BasicSweeper":
+            name += f" ({sweeper})"
+        parent_id = client.create_run(experiment_id, run_name=redact(name), tags=tags).info.run_id
+    write_sweep_file(sweep_dir, parent_run_id=parent_id, swept=swept)
+    return parent_id
+
+
+def log_summary(
+    client: MlflowClient,
+    parent_id: str,
+    results: list[JobResult],
+    best_result: JobResult | None,
+    metric: str,
+) -> None:
+    """Log the table, a PNG of every cost curve, and the best run, to the parent run."""
+    client.log_text(parent_id, table(results) + "\n", "summary.txt")
+    log_cost_curves(client, parent_id, [r for r in results if r.run is not None])
+    finished = sum(r.status == "FINISHED" for r in results)
+    client.log_metric(parent_id, "jobs_finished", finished)
+    client.log_metric(parent_id, "jobs_failed", len(results) - finished)
+    if best_result is not None:
+        client.set_tag(parent_id, BEST_RUN_ID, best_result.run_id)
+        client.set_tag(parent_id, BEST_RUN_NAME, best_result.run.info.run_name)
+        client.log_metric(parent_id, f"best_{metric}", best_result.metric(metric))
+        for key, value in best_result.run.data.params.items():
+            client.log_param(parent_id, f"best.{key}", value)
