@@ -257,8 +257,8 @@ LONGEST_FIRST = [
 ]
 
 
-# Real services, interruptions and end-to-end runs that take minutes: `-m "not extended"` runs
-# the rest, the core pipeline's tests, in about 3 minutes (the whole suite: about 13).
+# Real services, interruptions, end-to-end runs through the console, and every test marked slow
+# form the extended set: `-m "not extended"` runs the rest, in process and in seconds each.
 EXTENDED = {
     "test_team_server.py",
     "test_slurm.py",
@@ -267,6 +267,14 @@ EXTENDED = {
     "test_resume_sweeps.py",
     "test_resume.py",
     "test_best_run.py",
+    "test_launchers.py",
+    "test_server.py",
+    "test_ui.py",
+    "test_multirun.py",
+    "test_rerun.py",
+    "test_compat.py",
+    "test_console.py",
+    "test_reference_run.py",
 }
 
 

@@ -232,6 +232,7 @@ def test_cfg_job_prints_the_composed_job_config(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing ran: no outputs/, no store
 
 
+@pytest.mark.slow
 def test_an_optimizer_torch_ships_is_one_yaml_file_and_no_code(tmp_path: Path):
     """A user's optim/rmsprop.yaml on Hydra's search path trains and is logged like any other."""
     own = tmp_path / "my_conf" / "optim"

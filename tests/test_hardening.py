@@ -212,6 +212,7 @@ def test_a_single_diverging_run_fails_at_once_and_keeps_its_metrics(store):
     assert len(cost_history(uri, run.info.run_id)) == 2  # epochs 0 and 1, then it stopped
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_the_store(tmp_path):
     secret, password = "tok-4f9a8b7c6d", "hunter2hunter2"
     env = {"MY_SERVICE_TOKEN": secret}

@@ -57,6 +57,7 @@ def multirun(monkeypatch: pytest.MonkeyPatch, cwd: Path, *overrides: str) -> Non
         train_command.main()
 
 
+@pytest.mark.slow
 def test_the_lr_seed_sweep_runs_its_six_jobs(tmp_path, monkeypatch):
     uri = sqlite_uri(tmp_path / "store")
     sweep_dir = tmp_path / "sweep"
@@ -88,6 +89,7 @@ def test_the_lr_seed_sweep_runs_its_six_jobs(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) == handler  # put back for the next tests
 
 
+@pytest.mark.slow
 def test_iris_mlp_trains_its_mlp_with_adam_on_mini_batches(tmp_path):
     uri = sqlite_uri(tmp_path)
     outcome, run = train_into(uri, "experiment=iris_mlp")

@@ -68,6 +68,7 @@ def test_each_split_is_an_mlflow_dataset_found_by_its_digest(iris_run):
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
+@pytest.mark.slow
 def test_lbfgs_matches_scikit_learn_unpenalized_multinomial(train_in_process):
     _, run = train_in_process("data=iris", "optim=lbfgs", "epochs=50")
     data = build("data", compose_config(["data=iris"]).data)  # the run's split
@@ -137,6 +138,7 @@ def test_predict_reads_a_parquet_input_like_a_csv_one(iris_run, tmp_path):
     assert from_parquet["label"].tolist() == ["setosa", "virginica"]
 
 
+@pytest.mark.slow
 def test_csv_with_string_labels_round_trips_through_predict(tmp_path):
     rng = np.random.default_rng(0)
     kinds = np.repeat(["small", "large"], 20)

@@ -43,6 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_compare_piped_prints_the_whole_table(store, tmp_path):
     """Not 80 columns cut to 8 characters each (``optim.…  object…``): every name whole."""
     env = {key: "" for key in ("COLUMNS", "LINES")}
@@ -61,6 +62,7 @@ def test_compare_piped_prints_the_whole_table(store, tmp_path):
     assert "…" not in result.stdout
 
 
+@pytest.mark.slow
 def test_compare_on_a_terminal_fits_its_width(store, tmp_path):
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))  # 60 columns
