@@ -5,6 +5,8 @@ do, and who is refused."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -203,6 +205,9 @@ def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path):
     resumed = run_cli(stopped.info.run_id, module="pipeline.resume", cwd=tmp_path,
                       env={"MLFLOW_TRACKING_URI": team_server.url})  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming run {stopped.info.run_name!r} ({stopped.info.run_id}) from epoch" in (
+        resumed.stdout
+    )
     (found,) = runs_of(team_server.url, "resume")
     assert found.info.status == "FINISHED"
     assert found.data.tags["resume.count"] == "1"
@@ -265,6 +270,11 @@ def test_a_server_with_logins_needs_its_secrets_first(postgres, tmp_path, env, m
     assert not listening(port)
 
 
+def compared_runs(csv_text: str) -> set[str]:
+    """The run ids of ``compare --format csv``'s table."""
+    return {row["run_id"] for row in csv.DictReader(io.StringIO(csv_text))}
+
+
 def login(user: str, password: str) -> dict[str, str]:
     return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
 
@@ -307,10 +317,16 @@ def test_a_user_sweeps_compares_registers_reruns_and_predicts_as_themselves(
                       cwd=tmp_path, env=env)  # fmt: skip
     assert compare.returncode == 0, compare.stderr
     assert len(compare.stdout.strip().splitlines()) == 5  # a header and 4 runs
+    assert compared_runs(compare.stdout) == {r.info.run_id for r in runs}
     register = run_cli(parent.info.run_id, "--name", "alice-model", module="pipeline.register",
                        cwd=tmp_path, env=env)  # fmt: skip
     assert register.returncode == 0, register.stderr
     best = parent.data.tags["best_run_id"]
+    assert register.stdout.splitlines()[0].startswith(f"Registered run {best} ")
+    assert register.stdout.splitlines()[1:] == [
+        "as alice-model version 1, alias 'champion' (new)",
+        "models:/alice-model@champion",
+    ]
     rerun = run_cli(best, module="pipeline.rerun", cwd=tmp_path, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "reproduced: 21/21 cost values identical" in rerun.stdout
@@ -318,9 +334,13 @@ def test_a_user_sweeps_compares_registers_reruns_and_predicts_as_themselves(
     predict = run_cli("models:/alice-model@champion", "in.csv", module="pipeline.predict",
                       cwd=tmp_path, env=env)  # fmt: skip
     assert predict.returncode == 0, predict.stderr
-    assert predict.stdout.splitlines()[0] == "label,prob_0,prob_1,prob_2"
-    resume = run_cli("--list", module="pipeline.resume", cwd=tmp_path, env=env)
+    (header, row) = predict.stdout.splitlines()
+    assert header == "label,prob_0,prob_1,prob_2"
+    assert sum(float(p) for p in row.split(",")[1:]) == pytest.approx(1, abs=1e-5)
+    resume = run_cli("--list", "--experiment", "alice", module="pipeline.resume", cwd=tmp_path,
+                     env=env)  # fmt: skip
     assert resume.returncode == 0, resume.stderr
+    assert resume.stdout == "No interrupted runs in experiment 'alice'.\n"
 
 
 @pytest.mark.parametrize(("who", "password"), [("", ""), ("alice", "not-her-password-123")],
@@ -348,12 +368,16 @@ def test_a_reader_reads_but_cannot_train_and_a_denied_user_sees_nothing(
 
     _, parent, runs = alice_sweep
     env = {"MLFLOW_TRACKING_URI": team_server.url, **login("bob", users["bob"])}
-    compare = run_cli(parent.info.run_id, module="pipeline.compare", cwd=tmp_path, env=env)
+    compare = run_cli(parent.info.run_id, "--format", "csv", module="pipeline.compare",
+                      cwd=tmp_path, env=env)  # fmt: skip
     assert compare.returncode == 0, compare.stderr
+    assert compared_runs(compare.stdout) == {r.info.run_id for r in runs}  # bob reads them all
     (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n")
     predict = run_cli(runs[0].info.run_id, "in.csv", module="pipeline.predict", cwd=tmp_path,
                       env=env)  # fmt: skip
     assert predict.returncode == 0, predict.stderr
+    assert predict.stdout.splitlines()[0] == "label,prob_0,prob_1,prob_2"
+    assert len(predict.stdout.splitlines()) == 2  # the header and one row
     before = len(runs_of(team_server.url, "alice"))
     train = run_cli("epochs=5", "tracking.experiment=alice", cwd=tmp_path, env=env)
     assert train.returncode != 0
