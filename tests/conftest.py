@@ -150,7 +150,7 @@ def train_in_process(tmp_path_factory: pytest.TempPathFactory) -> TrainInProcess
 def postgres() -> Iterator[Any]:
     """A PostgreSQL cluster for this test worker (tests/services.py); each test creates its own
     fresh database with ``postgres.create_database()``."""
-    from services import postgres_cluster
+    from helpers.services import postgres_cluster
 
     with postgres_cluster() as server:
         yield server
@@ -159,7 +159,7 @@ def postgres() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[Any]:
     """A one-node Slurm cluster for this test worker; ``slurm.env`` points commands at it."""
-    from services import slurm_cluster
+    from helpers.services import slurm_cluster
 
     with slurm_cluster() as cluster:
         yield cluster

@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs, train_into
+from helpers.servers import free_port
 from pipeline.config import CONF_DIR, register_configs
 from pipeline.errors import PipelineError
 from pipeline.tracking.secrets import move_password
-from servers import free_port
 
 SEEDS = [str(seed) for seed in range(1, 9)]
 

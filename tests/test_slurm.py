@@ -1,7 +1,8 @@
-"""Sweeps on a real one-node Slurm cluster (tests/services.py) with the shipped launcher preset,
-``hydra/launcher=slurm``: every job a Slurm job, numbers equal to the basic launcher's, the
-store's password in no file the sweep writes; a job requeued and preempted resumes its run; and
-one line for a cluster that cannot run the sweep, or whose nodes could not reach the store."""
+"""Sweeps on a real one-node Slurm cluster (tests/helpers/services.py) with the shipped launcher
+preset, ``hydra/launcher=slurm``: every job a Slurm job, numbers equal to the basic launcher's,
+the store's password in no file the sweep writes; a job requeued and preempted resumes its run;
+and one line for a cluster that cannot run the sweep, or whose nodes could not reach the
+store."""
 
 from __future__ import annotations
 

@@ -31,9 +31,9 @@ from conftest import (
     sweep_runs,
     train_into,
 )
+from helpers.servers import free_port, listening, live_members, start_server, stop_group
 from pipeline import compare, predict, register, rerun, resume, ui
 from pipeline.errors import PipelineError
-from servers import free_port, listening, live_members, start_server, stop_group
 
 SEEDS = [str(seed) for seed in range(1, 9)]
 ADMIN_PASSWORD = "admin-pass-0123456789"

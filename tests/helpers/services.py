@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import pytest
 
-from servers import free_port, listening
+from helpers.servers import free_port, listening
 
 IN_CI = os.environ.get("CI") == "true"
 TIMEOUT_S = 60  # for any one Slurm or PostgreSQL command: a down node makes srun wait forever
