@@ -228,8 +228,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team_server, tmp_
             assert run.poll() is None, run.communicate()
             time.sleep(0.2)
         team_server.stop()  # while the run trains: its next flush finds no server
-        time.sleep(2)
-        team_server.start()  # same port
+        team_server.start()  # same port; it answers seconds later: the run's flushes wait
         stdout, stderr = run.communicate(timeout=300)
     finally:
         run.kill()

@@ -105,22 +105,30 @@ def check_tracking_uri(uri: str, partition: str | None) -> None:
             partition or "(default)",
             without_password(uri),
         )
-        return
-    if not nodes:
-        return  # every node is this machine: what it reaches, its jobs reach
-    where = f"Slurm runs this sweep's jobs on other machines ({', '.join(nodes[:3])}" + (
-        ", ...)" if len(nodes) > 3 else ")"
-    )
+    elif nodes:  # else every node is this machine: what it reaches, its jobs reach
+        where = f"Slurm runs this sweep's jobs on other machines ({', '.join(nodes[:3])}"
+        where += ", ...)" if len(nodes) > 3 else ")"
+        check_loopback(uri, where)
+        check_sqlite_file(uri, where)
+
+
+def check_loopback(uri: str, where: str) -> None:
+    """Raise if ``uri`` is a server or database on this machine's loopback."""
     parts = urllib.parse.urlsplit(uri)
-    if parts.scheme.startswith(("http", "postgresql")) and is_loopback(parts.hostname or ""):
-        reachable = urllib.parse.urlunsplit(parts._replace(netloc=this_host_netloc(parts)))
-        listen = ("a server listening there: python -m pipeline.server --host 0.0.0.0"
-                  if parts.scheme.startswith("http") else "PostgreSQL listening there")  # fmt: skip
-        raise PipelineError(
-            f"{where}, where tracking.uri {without_password(uri)} is the node itself, not this "
-            f"machine. Fix: tracking.uri={reachable} ({listen}), or another address the nodes "
-            "reach"
-        )
+    if not parts.scheme.startswith(("http", "postgresql")) or not is_loopback(parts.hostname or ""):
+        return
+    reachable = urllib.parse.urlunsplit(parts._replace(netloc=this_host_netloc(parts)))
+    listen = ("a server listening there: python -m pipeline.server --host 0.0.0.0"
+              if parts.scheme.startswith("http") else "PostgreSQL listening there")  # fmt: skip
+    raise PipelineError(
+        f"{where}, where tracking.uri {without_password(uri)} is the node itself, not this "
+        f"machine. Fix: tracking.uri={reachable} ({listen}), or another address the nodes reach"
+    )
+
+
+def check_sqlite_file(uri: str, where: str) -> None:
+    """Raise if ``uri`` is a sqlite file on this machine's local disk; warn if it is on a
+    network filesystem (or one not known)."""
     database = sqlite_file(uri)
     if database is None:
         return

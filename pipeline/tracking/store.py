@@ -62,16 +62,8 @@ def refusal(uri: str, err: BaseException) -> PipelineError | None:
     """One line for a tracking server that refused us: no login (401), or no permission (403);
     None for any other error."""
     status = err.get_http_status_code() if isinstance(err, MlflowException) else None
-    return refused(uri, status)
-
-
-def refused(uri: str, status: int | None) -> PipelineError | None:
-    """``refusal`` for an HTTP status."""
     if status == 401:
-        return PipelineError(
-            f"Tracking server {redact(uri)} refused the credentials (401). "
-            "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        )
+        return no_login(uri)
     if status != 403:
         return None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
@@ -79,6 +71,14 @@ def refused(uri: str, status: int | None) -> PipelineError | None:
         f"Tracking server {redact(uri)} denied user {user!r} this (403: no permission). "
         "Fix: ask the server's admin for EDIT on the experiment to train in it (READ to read it),"
         " or pick another tracking.experiment"
+    )
+
+
+def no_login(uri: str) -> PipelineError:
+    """The server wants a login we did not give, or not the one we gave (401)."""
+    return PipelineError(
+        f"Tracking server {redact(uri)} refused the credentials (401). "
+        "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     )
 
 
@@ -217,7 +217,7 @@ def check_server(uri: str) -> None:
             "Fix: start it, or point tracking.uri elsewhere"
         ) from None
     if response.status_code == 401:
-        raise refused(uri, 401)
+        raise no_login(uri)
     _answered.add(key)  # any other answer: the server is there, and took our login
 
 
