@@ -229,21 +229,19 @@ def check_secrets(auth_uri: str) -> None:
 
 
 def has_user(database_uri: str, username: str) -> bool:
-    """Whether MLflow's auth tables in ``database_uri`` hold ``username``."""
-    from sqlalchemy import create_engine, inspect, text
-    from sqlalchemy.pool import NullPool
+    """Whether MLflow's auth tables in ``database_uri`` hold ``username`` (through the engine
+    that checked the database: one per command)."""
+    from sqlalchemy import inspect, text
 
-    engine = create_engine(database_uri, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            if not inspect(connection).has_table("users"):
-                return False
-            found = connection.execute(
-                text("SELECT 1 FROM users WHERE username = :name"), {"name": username}
-            )
-            return found.first() is not None
-    finally:
-        engine.dispose()
+    from pipeline.tracking.store.postgres import engine
+
+    with engine(database_uri).connect() as connection:
+        if not inspect(connection).has_table("users"):
+            return False
+        found = connection.execute(
+            text("SELECT 1 FROM users WHERE username = :name"), {"name": username}
+        )
+        return found.first() is not None
 
 
 if __name__ == "__main__":

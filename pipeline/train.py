@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from pipeline.config import register_configs, validate
 from pipeline.errors import PipelineError, first_line
-from pipeline.runtime import interrupts
+from pipeline.runtime import interrupts, slurm
 from pipeline.runtime.job import JobContext, record_job
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ def main(cfg: DictConfig) -> float:
         return run_job(cfg, job)
     except interrupts.Stop as stop:
         interrupts.hand_over(stop)  # a scheduler's signal: its handler requeues the job
+        requeued = slurm.requeued_job()  # `scontrol requeue`'s SIGTERM: not an error
+        if requeued is not None:
+            log.warning("Slurm requeued job %s: it resumes this run when it starts again", requeued)
+            raise SystemExit(128 + stop.signum) from None
         raise
     except PipelineError as err:
         log.error("Job %d failed: %s", job.job_num, first_line(err))

@@ -218,7 +218,7 @@ def reference_run(
 def postgres() -> Iterator[Any]:
     """A PostgreSQL cluster for this test worker (tests/services.py); each test creates its own
     fresh database with ``postgres.create_database()``."""
-    from services import postgres_cluster
+    from helpers.services import postgres_cluster
 
     with postgres_cluster() as server:
         yield server
@@ -227,7 +227,7 @@ def postgres() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[Any]:
     """A one-node Slurm cluster for this test worker; ``slurm.env`` points commands at it."""
-    from services import slurm_cluster
+    from helpers.services import slurm_cluster
 
     with slurm_cluster() as cluster:
         yield cluster

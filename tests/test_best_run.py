@@ -17,11 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, sqlite_uri, sweep_runs
+from helpers.servers import free_port, listening, live_members, start_server, stop_group
 from pipeline import compare, diff, register
 from pipeline import predict as predict_command
 from pipeline.errors import PipelineError
 from pipeline.predict import predict
-from servers import free_port, listening, live_members, start_server, stop_group
 
 SWEEP = ("-m", "data=iris", "epochs=40", "optim.lr=0.1,1e38", "seed=1,2")
 PARENT_NAME = "sweep data=iris epochs=40 optim.lr=0.1,1e38 seed=1,2"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cost_history, run_cli, sqlite_uri, sweep_runs, train_into
+from conftest import cost_history, run_cli, sqlite_uri, sweep_runs
+from helpers.alone import EPOCHS, histories_alone
 
-EPOCHS = "epochs=50"
 SWEEP = ["-m", "optim.lr=0.01,0.1", "seed=1,2", EPOCHS]
 
 
@@ -20,16 +20,10 @@ def histories(uri: str, runs: list) -> dict[str, list[float]]:
 
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[float]]:
-    """Each job of the sweep trained alone, in this process: the numbers every launcher must
-    give (test_multirun shows that a basic-launcher job equals its run alone)."""
-    uri = sqlite_uri(tmp_path_factory.mktemp("alone") / "mlruns")
-    return {
-        f"optim.lr={lr},seed={seed}": cost_history(
-            uri, train_into(uri, f"optim.lr={lr}", f"seed={seed}", EPOCHS)[0].run_id
-        )
-        for lr in ("0.01", "0.1")
-        for seed in (1, 2)
-    }
+    """Each job of the sweep trained alone, in process: the numbers every launcher must give
+    (test_multirun shows that a basic-launcher job equals its run alone). Trained once per
+    session, shared with test_slurm.py."""
+    return histories_alone(tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs, train_into
+from helpers.servers import free_port
 from pipeline.config import CONF_DIR, register_configs
 from pipeline.errors import PipelineError
 from pipeline.tracking.store.password import move_password
-from servers import free_port
 
 SEEDS = [str(seed) for seed in range(1, 9)]
 
@@ -76,7 +76,7 @@ STORE_ERRORS = [
 @pytest.mark.parametrize(("uri", "message"), [case[1:] for case in STORE_ERRORS],
                          ids=[case[0] for case in STORE_ERRORS])  # fmt: skip
 def test_a_database_that_cannot_be_used_is_one_line_and_no_run(postgres, tmp_path, uri, message):
-    good = postgres.create_database("errors")
+    good = postgres.create_database("errors", migrated=True)
     database = good.rsplit("/", 1)[1]
     uri = uri.format(port=postgres.port, free=free_port(), password=postgres.password, db=database)
     with pytest.raises(PipelineError) as raised:  # a run, in this process
@@ -94,7 +94,11 @@ def test_a_database_that_cannot_be_used_is_one_line_and_no_run(postgres, tmp_pat
 
 
 def test_a_password_in_tracking_uri_moves_to_pgpassword_before_hydra_writes(monkeypatch):
-    monkeypatch.delenv("PGPASSWORD", raising=False)  # restored after the test
+    # Recorded, so that the value move_password sets is undone after the test (a delenv of
+    # an unset variable records nothing: the password would stay in this worker's environment
+    # and every process it starts afterwards).
+    monkeypatch.setenv("PGPASSWORD", "before")
+    monkeypatch.delenv("PGPASSWORD")
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import (
-    cli_env,
     cost_history,
     run_cli,
     runs_of,
@@ -79,26 +76,6 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
     assert len(job_runs(uri)) == 6  # every job ran again, as a new run
 
 
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """The processes below ``pid`` (Linux /proc): (pid, command line) each."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone since it was listed
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        todo += children.get(child, [])
-        try:
-            found.append((child, Path(f"/proc/{child}/cmdline").read_bytes().decode()))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.slow
 def test_a_submitit_job_warned_of_its_time_limit_is_requeued_and_resumes_its_run(tmp_path):
     """submitit warns a job with SIGUSR2 before its time limit; with a limit of 10 minutes or less
@@ -111,22 +88,17 @@ def test_a_submitit_job_warned_of_its_time_limit_is_requeued_and_resumes_its_run
     # moment made a run that ended before its warning.
     config = ("data=iris", "batch_size=16", "epochs=8000", "log_every=5000",
               "checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")  # fmt: skip
-    command = [sys.executable, "-m", "pipeline.train", "-m", *config]
-    command += [
-        "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-        "+hydra.launcher.max_num_timeout=3",  # submitit requeues a timed-out job this often
-    ]  # fmt: skip
     uri = sqlite_uri(tmp_path / "mlruns")
-    sweep = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    launcher = ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                "+hydra.launcher.max_num_timeout=3")  # fmt: skip
+    sweep = start_cli("-m", *config, *launcher, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
-        while not any("progress.epoch" in r.data.tags for r in job_runs(uri)):
+        while not (running := [r for r in job_runs(uri) if "checkpoint" in r.data.tags]):
             assert time.monotonic() < deadline, "the job never checkpointed"
             assert sweep.poll() is None, sweep.communicate()
             time.sleep(0.1)
-        (task,) = [pid for pid, line in descendants(sweep.pid) if "submitit.core._submit" in line]
-        os.kill(task, signal.SIGUSR2)
+        os.kill(int(running[0].data.tags["process.pid"]), signal.SIGUSR2)  # the job's process
         _, reference = train_into(sqlite_uri(tmp_path / "reference"), *config)
         _, stderr = sweep.communicate(timeout=180)
     finally:
@@ -140,6 +112,8 @@ def test_a_submitit_job_warned_of_its_time_limit_is_requeued_and_resumes_its_run
     assert cost_history(uri, run.info.run_id) == expected
     (log,) = tmp_path.glob("multirun/*/*/.submitit/*/*_log.out")
     assert "this job is timed-out" in log.read_text()
+    (errors,) = tmp_path.glob("multirun/*/*/.submitit/*/*_log.err")
+    assert "Traceback" not in log.read_text() + errors.read_text()
 
 
 @pytest.mark.slow

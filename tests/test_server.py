@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, train_into
+from helpers.servers import free_port, listening, live_members, start_server, stop_group
 from pipeline import register
 from pipeline.predict import predict
-from servers import free_port, listening, live_members, start_server, stop_group
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
-"""Sweeps on a real one-node Slurm cluster (tests/services.py) with the shipped launcher preset,
-``hydra/launcher=slurm``: every job a Slurm job, numbers equal to the basic launcher's, the
-store's password in no file the sweep writes; and one line for a cluster that cannot run it."""
+"""Sweeps on a real one-node Slurm cluster (tests/helpers/services.py) with the shipped launcher
+preset, ``hydra/launcher=slurm``: every job a Slurm job, numbers equal to the basic launcher's,
+the store's password in no file the sweep writes; a job requeued and preempted resumes its run;
+and one line for a cluster that cannot run the sweep, or whose nodes could not reach the
+store."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,28 +25,24 @@ from conftest import (
     sweep_runs,
     train_into,
 )
+from helpers.alone import EPOCHS, histories_alone
 from pipeline.config import CONF_DIR, register_configs
 
-JOBS = [("0.01", "1"), ("0.01", "2"), ("0.1", "1"), ("0.1", "2")]
-SWEEP = ["-m", "hydra/launcher=slurm", "optim.lr=0.01,0.1", "seed=1,2", "epochs=50"]
+SWEEP = ["-m", "hydra/launcher=slurm", "optim.lr=0.01,0.1", "seed=1,2", EPOCHS]
 
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[float]]:
-    """Each job's cost history, trained here as the basic launcher does (same process)."""
-    uri = sqlite_uri(tmp_path_factory.mktemp("basic"))
-    histories = {}
-    for lr, seed in JOBS:
-        outcome, _ = train_into(uri, f"optim.lr={lr}", f"seed={seed}", "epochs=50")
-        histories[f"optim.lr={lr},seed={seed}"] = cost_history(uri, outcome.run_id)
-    return histories
+    """Each job's cost history, trained as the basic launcher does (in process; shared with
+    test_launchers.py)."""
+    return histories_alone(tmp_path_factory)
 
 
 @pytest.mark.slow
 def test_a_sweep_runs_as_slurm_jobs_with_the_basic_launchers_numbers(
     slurm, postgres, basic, tmp_path
 ):
-    uri = postgres.create_database("slurm")  # the password in the URI, on the command line
+    uri = postgres.create_database("slurm", migrated=True)  # the password in the URI
     result = run_cli(*SWEEP, f"tracking.uri={uri}", cwd=tmp_path, env=slurm.env, timeout=600)
     assert result.returncode == 0, result.stderr
     parent, runs = sweep_runs(uri)
@@ -83,33 +82,42 @@ def test_a_sweep_runs_as_slurm_jobs_with_the_basic_launchers_numbers(
                                                       *run.data.tags.values()])  # fmt: skip
 
 
-INTERRUPTIONS = {
-    "requeued": ("scontrol", "requeue"),  # what an admin, or a preemption with requeue, does
-    "preempted": ("scancel", "--signal=USR2"),  # submitit's warning before preemption/time limit
-}
+def checkpointed(uri: str, sweep, resumes: int, after_epoch: int = -1) -> int:
+    """Wait until the sweep's run has a checkpoint past ``after_epoch`` in its attempt
+    ``resumes`` (0: the first); its epoch."""
+    deadline = time.monotonic() + 180
+    while True:
+        for run in runs_of(uri):
+            tags = run.data.tags
+            epoch = json.loads(tags.get("checkpoint") or '{"epoch": -1}')["epoch"]
+            if int(tags.get("resume.count", 0)) == resumes and epoch > after_epoch:
+                return epoch
+        assert time.monotonic() < deadline, f"no checkpoint in attempt {resumes + 1} in 180 s"
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.3)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
-def test_an_interrupted_slurm_job_resumes_its_own_run(slurm, postgres, tmp_path, interruption):
-    """A job requeued (or warned of preemption) in the middle of training: Slurm runs it again,
-    and it continues the same run from its checkpoint, to the uninterrupted history."""
+def test_a_requeued_then_preempted_slurm_job_resumes_its_own_run(slurm, postgres, tmp_path):
+    """A job requeued in the middle of training (``scontrol requeue``: an admin, or a
+    preemption that requeues), then, once resumed, warned of preemption (USR2, submitit's signal
+    before a preemption or the time limit; submitit requeues it): Slurm runs it three times and
+    it continues the same run from its checkpoint, to the uninterrupted history. Its log says
+    each requeue in a line, with no traceback."""
     job = ["data=iris", "batch_size=16", "seed=3", "checkpoint.every_s=1"]
-    job.append(f"epochs={max(epochs_lasting(8, *job), 3000)}")  # past its first checkpoint
-    expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)
-    expected_costs = cost_history(sqlite_uri(tmp_path / "plain"), expected.run_id)
-    uri = postgres.create_database("requeue")
+    job.append(f"epochs={max(epochs_lasting(8, *job), 3000)}")  # past two checkpoints
+    uri = postgres.create_database("requeue", migrated=True)
     sweep = start_cli("-m", "hydra/launcher=slurm", *job, "tracking.flush_every_s=0.5",
                       f"tracking.uri={uri}", cwd=tmp_path, env=slurm.env)  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while not any("checkpoint" in r.data.tags for r in runs_of(uri)):
-            assert time.monotonic() < deadline, "no checkpoint in 180 s"
-            assert sweep.poll() is None, sweep.communicate()
-            time.sleep(0.5)
+        first = checkpointed(uri, sweep, resumes=0)
         (job_id,) = slurm.command("squeue", "-h", "-o", "%i").stdout.split()
-        done = slurm.command(*INTERRUPTIONS[interruption], job_id)
+        done = slurm.command("scontrol", "requeue", job_id)
         assert done.returncode == 0, done.stderr
+        checkpointed(uri, sweep, resumes=1, after_epoch=first)
+        done = slurm.command("scancel", "--signal=USR2", job_id)
+        assert done.returncode == 0, done.stderr
+        expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)  # meanwhile, here
         _, stderr = sweep.communicate(timeout=300)
     finally:
         sweep.kill()
@@ -117,8 +125,17 @@ def test_an_interrupted_slurm_job_resumes_its_own_run(slurm, postgres, tmp_path,
     parent, (run,) = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert run.info.status == "FINISHED"
-    assert int(run.data.tags["resume.count"]) >= 1
-    assert cost_history(uri, run.info.run_id) == expected_costs
+    assert run.data.tags["resume.count"] == "2"
+    assert cost_history(uri, run.info.run_id) == cost_history(
+        sqlite_uri(tmp_path / "plain"), expected.run_id
+    )
+    (log_dir,) = tmp_path.glob(f"multirun/*/*/.submitit/{job_id}")
+    out = (log_dir / f"{job_id}_0_log.out").read_text()
+    err = (log_dir / f"{job_id}_0_log.err").read_text()
+    assert f"Slurm requeued job {job_id}: it resumes this run when it starts again\n" in out
+    assert "this job is preempted" in out  # USR2: submitit's handler requeued it
+    assert out.count("Resuming run ") == 2
+    assert "Traceback" not in out + err
 
 
 def path_without_slurm(tmp_path: Path) -> str:
@@ -129,12 +146,19 @@ def path_without_slurm(tmp_path: Path) -> str:
     return str(bin_dir)
 
 
+REMOTE = "hydra.launcher.partition=remote"  # its nodes: this machine and another (services.py)
 SLURM_ERRORS = [
     ("no partition", ["hydra.launcher.partition=nope"], {},
-     "Slurm has no partition 'nope' (partitions: debug). Fix: hydra.launcher.partition="),
+     "Slurm has no partition 'nope' (partitions: debug, remote). Fix: hydra.launcher.partition="),
     ("too much memory", ["hydra.launcher.mem_gb=100000"], {},
      "Slurm would not run this sweep's jobs: Requested node configuration is not available"),
     ("no sbatch", [], {"PATH": "{no_slurm}"}, "Slurm's sbatch is not on PATH"),
+    ("loopback server, other nodes", [REMOTE, "tracking.uri=http://127.0.0.1:9"], {},
+     "Slurm runs this sweep's jobs on other machines (remotenode), where tracking.uri "
+     "http://127.0.0.1:9 is the node itself, not this machine. Fix: tracking.uri=http://"),
+    ("sqlite on this disk, other nodes", [REMOTE], {},
+     "Slurm runs this sweep's jobs on other machines (remotenode), which cannot see the sqlite "
+     "store {store}/mlflow.db on this machine's"),
 ]  # fmt: skip
 
 
@@ -145,9 +169,10 @@ def test_a_cluster_that_cannot_run_the_sweep_is_one_line_and_no_run(
 ):
     env = {k: v.format(no_slurm=path_without_slurm(tmp_path)) for k, v in env.items()}
     uri = sqlite_uri(tmp_path / "store")
-    result = run_cli(*SWEEP, *overrides, f"tracking.uri={uri}", cwd=tmp_path,
-                     env={**slurm.env, **env}, timeout=180)  # fmt: skip
-    assert_one_line_and_no_run(result, message, uri)
+    if not any(o.startswith("tracking.uri=") for o in overrides):
+        overrides = [*overrides, f"tracking.uri={uri}"]
+    result = run_cli(*SWEEP, *overrides, cwd=tmp_path, env={**slurm.env, **env}, timeout=180)
+    assert_one_line_and_no_run(result, message.format(store=tmp_path / "store"), uri, tmp_path)
 
 
 def test_a_slurm_controller_that_is_down_is_one_line_and_no_run(slurm, tmp_path):
@@ -157,16 +182,17 @@ def test_a_slurm_controller_that_is_down_is_one_line_and_no_run(slurm, tmp_path)
         result = run_cli(*SWEEP, f"tracking.uri={uri}", cwd=tmp_path, env=slurm.env, timeout=180)
     finally:
         slurm.start_controller()
-    assert_one_line_and_no_run(result, "Slurm's controller is not reachable", uri)
+    assert_one_line_and_no_run(result, "Slurm's controller is not reachable", uri, tmp_path)
 
 
-def assert_one_line_and_no_run(result, message: str, uri: str) -> None:
+def assert_one_line_and_no_run(result, message: str, uri: str, cwd: Path) -> None:
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert message in line
     assert "Fix:" in line
     assert "Traceback" not in result.stdout
     assert runs_of(uri) == []  # no parent run, no job run
+    assert list(cwd.glob("multirun/*/*/.submitit")) == []  # nothing submitted
 
 
 def test_the_preset_keeps_one_task_per_job_and_composes_without_a_cluster():

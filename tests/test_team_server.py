@@ -1,10 +1,14 @@
 """The team's tracking server on PostgreSQL, for real: ``python -m pipeline.server`` on a fresh
-database, logins on; a parallel sweep, a rerun, predictions and the UI through it; a restart in
-the middle of a run; its one-line errors before anything starts; and its users: what each may
-do, and who is refused."""
+database, logins on, started once for this file; a user's parallel sweep through it (one, read
+by every test that only reads), then compare, register, rerun, predict and the UI as that user;
+a restart in the middle of a run; its one-line errors before anything starts; and its users:
+what each may do, and who is refused. Commands run in this process unless the process is the
+point (a launcher's workers, a signal, the console, the exit status)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -27,7 +31,9 @@ from conftest import (
     sweep_runs,
     train_into,
 )
-from servers import free_port, listening, live_members, start_server, stop_group
+from helpers.servers import free_port, listening, live_members, start_server, stop_group
+from pipeline import compare, predict, register, rerun, resume, ui
+from pipeline.errors import PipelineError
 
 SEEDS = [str(seed) for seed in range(1, 9)]
 ADMIN_PASSWORD = "admin-pass-0123456789"
@@ -91,16 +97,56 @@ def team_server(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         server.stop()
 
 
+def login(user: str, password: str) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+
+@pytest.fixture
+def as_user(monkeypatch):
+    """``as_user(name, password)``: this process logs in as that user until the test ends."""
+
+    def log_in(user: str, password: str) -> None:
+        for name, value in login(user, password).items():
+            monkeypatch.setenv(name, value)
+
+    return log_in
+
+
+def call(capsys, command, *args: str) -> str:
+    """``command.main(args)`` in this process: its stdout (it must return 0)."""
+    assert command.main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+def compared_runs(csv_text: str) -> set[str]:
+    """The run ids of ``compare --format csv``'s table."""
+    return {row["run_id"] for row in csv.DictReader(io.StringIO(csv_text))}
+
+
 @pytest.fixture(scope="module")
-def sweep(team_server, tmp_path_factory: pytest.TempPathFactory):
-    """8 jobs, 4 at a time (joblib), logged through the server: (the process, parent, runs)."""
+def users(team_server) -> dict[str, str]:
+    """alice trains, bob (the server's default READ) reads, carol is denied alice's runs."""
+    from mlflow.server import get_app_client
+
+    admin = get_app_client("basic-auth", tracking_uri=team_server.url)
+    passwords = {name: f"{name}-password-0123" for name in ("alice", "bob", "carol")}
+    for name, password in passwords.items():
+        admin.create_user(username=name, password=password)
+    return passwords
+
+
+@pytest.fixture(scope="module")
+def sweep(team_server, users, tmp_path_factory: pytest.TempPathFactory):
+    """alice's sweep in her own experiment: 8 jobs, 4 at a time (joblib's worker processes),
+    logged through the server as alice: (its output, parent, runs). Only read by the tests."""
     cwd = tmp_path_factory.mktemp("sweep")
-    jobs = ["-m", f"seed={','.join(SEEDS)}", "epochs=20"]
+    jobs = ["-m", f"seed={','.join(SEEDS)}", "epochs=20", "tracking.experiment=alice"]
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
-    result = run_cli(*jobs, *launcher, f"tracking.uri={team_server.url}", cwd=cwd)
+    result = run_cli(*jobs, *launcher, f"tracking.uri={team_server.url}", cwd=cwd,
+                     env=login("alice", users["alice"]))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert not (cwd / "mlruns").exists()  # nothing went to a local store
-    parent, runs = sweep_runs(team_server.url)
+    parent, runs = sweep_runs(team_server.url, "alice")
     return result, parent, runs
 
 
@@ -120,27 +166,8 @@ def test_a_parallel_sweep_through_the_server_loses_nothing(team_server, sweep, t
     assert summary.read_text().count("FINISHED") == 8
     assert parent.data.metrics["jobs_finished"] == 8
     # The artifacts went through the server's proxy to its destination.
-    assert len(list(team_server.artifacts.glob("*/*/artifacts/train.log"))) == 8
-
-
-@pytest.mark.slow
-def test_rerun_predict_and_ui_work_through_the_server(team_server, sweep, tmp_path):
-    _, parent, _ = sweep
-    best = parent.data.tags["best_run_id"]
-    env = {"MLFLOW_TRACKING_URI": team_server.url}
-    rerun = run_cli(best, module="pipeline.rerun", cwd=tmp_path, env=env)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "reproduced: 21/21 cost values identical" in rerun.stdout
-    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n2,1,3,2\n")
-    predict = run_cli(best, "in.csv", module="pipeline.predict", cwd=tmp_path, env=env)
-    assert predict.returncode == 0, predict.stderr
-    lines = predict.stdout.splitlines()
-    assert lines[0] == "label,prob_0,prob_1,prob_2"
-    assert len(lines) == 3
-    ui = run_cli("--tracking-uri", team_server.url, module="pipeline.ui", cwd=tmp_path)
-    assert ui.returncode == 0, ui.stderr
-    assert f"Runs are tracked by the server at {team_server.url}: open it there." in ui.stdout
-    assert not (tmp_path / "mlruns").exists()
+    experiment = team_server.artifacts / parent.info.experiment_id
+    assert len(list(experiment.glob("*/artifacts/train.log"))) == 8
 
 
 @pytest.mark.slow
@@ -152,6 +179,40 @@ def test_the_database_password_stays_out_of_sight(team_server, sweep):
     for run in runs:
         texts = [*run.data.params.values(), *run.data.tags.values()]
         assert not any(team_server.password in text for text in texts)
+
+
+@pytest.mark.slow
+def test_a_user_compares_registers_reruns_predicts_and_opens_the_ui_as_themselves(
+    team_server, users, sweep, as_user, capsys, tmp_path, monkeypatch
+):
+    _, parent, runs = sweep
+    as_user("alice", users["alice"])
+    url = ["--tracking-uri", team_server.url]
+    table = call(capsys, compare, parent.info.run_id, "--format", "csv", *url)
+    assert len(table.strip().splitlines()) == 9  # a header and 8 runs
+    assert compared_runs(table) == {r.info.run_id for r in runs}
+    best = parent.data.tags["best_run_id"]
+    registered = call(capsys, register, parent.info.run_id, "--name", "alice-model", *url)
+    assert registered.splitlines()[0].startswith(f"Registered run {best} ")
+    assert registered.splitlines()[1:] == [
+        "as alice-model version 1, alias 'champion' (new)",
+        "models:/alice-model@champion",
+    ]
+    again = call(capsys, rerun, best, *url)  # the rerun itself trains in a child process
+    assert "reproduced: 21/21 cost values identical" in again
+    rows = tmp_path / "in.csv"
+    rows.write_text("a,b,c,d\n1,2,1,1\n2,1,3,2\n")
+    by_id = call(capsys, predict, best, str(rows), *url).splitlines()
+    assert by_id[0] == "label,prob_0,prob_1,prob_2"
+    assert len(by_id) == 3
+    by_alias = call(capsys, predict, "models:/alice-model@champion", str(rows), *url)
+    assert by_alias.splitlines() == by_id  # the alias is the best run's model
+    listed = call(capsys, resume, "--list", "--experiment", "alice", *url)
+    assert listed == "No interrupted runs in experiment 'alice'.\n"
+    monkeypatch.chdir(tmp_path)
+    opened = call(capsys, ui, *url)
+    assert f"Runs are tracked by the server at {team_server.url}: open it there." in opened
+    assert not (tmp_path / "mlruns").exists()
 
 
 @pytest.mark.slow
@@ -167,8 +228,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team_server, tmp_
             assert run.poll() is None, run.communicate()
             time.sleep(0.2)
         team_server.stop()  # while the run trains: its next flush finds no server
-        time.sleep(2)
-        team_server.start()  # same port
+        team_server.start()  # same port; it answers seconds later: the run's flushes wait
         stdout, stderr = run.communicate(timeout=300)
     finally:
         run.kill()
@@ -181,11 +241,9 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team_server, tmp_
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path):
+def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path, capfd):
     job = ["data=iris", "batch_size=16", "checkpoint.every_s=1", "tracking.experiment=resume"]
     job.append(f"epochs={max(epochs_lasting(6, *job), 2000)}")  # past its first checkpoint
-    expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)
-    expected_costs = cost_history(sqlite_uri(tmp_path / "plain"), expected.run_id)
     run = start_cli(*job, "tracking.flush_every_s=0.5", f"tracking.uri={team_server.url}",
                     cwd=tmp_path)  # fmt: skip
     try:
@@ -195,18 +253,22 @@ def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path):
             assert run.poll() is None, run.communicate()
             time.sleep(0.3)
         run.send_signal(signal.SIGINT)
+        expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)  # meanwhile, here
         run.communicate(timeout=120)
     finally:
         run.kill()
     (stopped,) = runs_of(team_server.url, "resume")
     assert stopped.info.status == "KILLED"
-    resumed = run_cli(stopped.info.run_id, module="pipeline.resume", cwd=tmp_path,
-                      env={"MLFLOW_TRACKING_URI": team_server.url})  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
+    capfd.readouterr()
+    assert resume.main([stopped.info.run_id, "--tracking-uri", team_server.url]) == 0
+    resumed = capfd.readouterr().out  # the training child's output too
+    assert f"Resuming run {stopped.info.run_name!r} ({stopped.info.run_id}) from epoch" in resumed
     (found,) = runs_of(team_server.url, "resume")
     assert found.info.status == "FINISHED"
     assert found.data.tags["resume.count"] == "1"
-    assert cost_history(team_server.url, found.info.run_id) == expected_costs
+    assert cost_history(team_server.url, found.info.run_id) == cost_history(
+        sqlite_uri(tmp_path / "plain"), expected.run_id
+    )
 
 
 SERVER_ERRORS = [
@@ -265,121 +327,78 @@ def test_a_server_with_logins_needs_its_secrets_first(postgres, tmp_path, env, m
     assert not listening(port)
 
 
-def login(user: str, password: str) -> dict[str, str]:
-    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
-
-
-@pytest.fixture(scope="module")
-def users(team_server) -> dict[str, str]:
-    """alice trains, bob (the server's default READ) reads, carol is denied alice's runs."""
-    from mlflow.server import get_app_client
-
-    admin = get_app_client("basic-auth", tracking_uri=team_server.url)
-    passwords = {name: f"{name}-password-0123" for name in ("alice", "bob", "carol")}
-    for name, password in passwords.items():
-        admin.create_user(username=name, password=password)
-    return passwords
-
-
-@pytest.fixture(scope="module")
-def alice_sweep(team_server, users, tmp_path_factory: pytest.TempPathFactory):
-    """alice's 4-job joblib sweep in her own experiment: (its output, parent, runs)."""
-    cwd = tmp_path_factory.mktemp("alice")
-    result = run_cli("-m", "seed=1,2,3,4", "epochs=20", "hydra/launcher=joblib",
-                     "hydra.launcher.n_jobs=2", "tracking.experiment=alice",
-                     f"tracking.uri={team_server.url}", cwd=cwd,
-                     env=login("alice", users["alice"]))  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    parent, runs = sweep_runs(team_server.url, "alice")
-    return result, parent, runs
-
-
 @pytest.mark.slow
-def test_a_user_sweeps_compares_registers_reruns_and_predicts_as_themselves(
-    team_server, users, alice_sweep, tmp_path
-):
-    _, parent, runs = alice_sweep
-    assert parent.info.status == "FINISHED"
-    assert [r.info.status for r in runs] == ["FINISHED"] * 4
-    assert parent.data.metrics["jobs_finished"] == 4
-    env = {"MLFLOW_TRACKING_URI": team_server.url, **login("alice", users["alice"])}
-    compare = run_cli(parent.info.run_id, "--format", "csv", module="pipeline.compare",
-                      cwd=tmp_path, env=env)  # fmt: skip
-    assert compare.returncode == 0, compare.stderr
-    assert len(compare.stdout.strip().splitlines()) == 5  # a header and 4 runs
-    register = run_cli(parent.info.run_id, "--name", "alice-model", module="pipeline.register",
-                       cwd=tmp_path, env=env)  # fmt: skip
-    assert register.returncode == 0, register.stderr
-    best = parent.data.tags["best_run_id"]
-    rerun = run_cli(best, module="pipeline.rerun", cwd=tmp_path, env=env)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "reproduced: 21/21 cost values identical" in rerun.stdout
-    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n")
-    predict = run_cli("models:/alice-model@champion", "in.csv", module="pipeline.predict",
-                      cwd=tmp_path, env=env)  # fmt: skip
-    assert predict.returncode == 0, predict.stderr
-    assert predict.stdout.splitlines()[0] == "label,prob_0,prob_1,prob_2"
-    resume = run_cli("--list", module="pipeline.resume", cwd=tmp_path, env=env)
-    assert resume.returncode == 0, resume.stderr
-
-
-@pytest.mark.parametrize(("who", "password"), [("", ""), ("alice", "not-her-password-123")],
-                         ids=["no credentials", "wrong password"])  # fmt: skip
-def test_without_a_valid_login_nothing_trains_and_nothing_is_created(
-    team_server, users, tmp_path, who, password
-):
+def test_without_credentials_nothing_trains_and_nothing_is_created(team_server, users, tmp_path):
+    """As a user runs it: the one line on the console, and nothing else."""
     result = run_cli("epochs=5", "tracking.experiment=intruder", f"tracking.uri={team_server.url}",
-                     cwd=tmp_path, env=login(who, password))  # fmt: skip
+                     cwd=tmp_path, env=login("", ""))  # fmt: skip
     assert result.returncode != 0
-    assert (
-        f"Tracking server {team_server.url} refused the credentials (401). "
-        "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-    ) in result.stderr.splitlines()
+    assert refused(team_server.url) in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert "Epoch" not in result.stdout
     assert MlflowClient(team_server.url).get_experiment_by_name("intruder") is None
 
 
+def test_with_a_wrong_password_nothing_trains_and_nothing_is_created(
+    team_server, users, as_user, capsys
+):
+    as_user("alice", "not-her-password-123")
+    with pytest.raises(PipelineError) as raised:  # one line on the console: see the test above
+        train_into(team_server.url, "epochs=5", "tracking.experiment=intruder")
+    assert str(raised.value) == refused(team_server.url)
+    assert "Epoch" not in capsys.readouterr().out
+    as_user("admin", ADMIN_PASSWORD)
+    assert MlflowClient(team_server.url).get_experiment_by_name("intruder") is None
+
+
+def refused(url: str) -> str:
+    return (
+        f"Tracking server {url} refused the credentials (401). "
+        "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    )
+
+
 @pytest.mark.slow
 def test_a_reader_reads_but_cannot_train_and_a_denied_user_sees_nothing(
-    team_server, users, alice_sweep, tmp_path, monkeypatch
+    team_server, users, sweep, as_user, capsys, tmp_path
 ):
     from mlflow.server import get_app_client
 
-    _, parent, runs = alice_sweep
-    env = {"MLFLOW_TRACKING_URI": team_server.url, **login("bob", users["bob"])}
-    compare = run_cli(parent.info.run_id, module="pipeline.compare", cwd=tmp_path, env=env)
-    assert compare.returncode == 0, compare.stderr
-    (tmp_path / "in.csv").write_text("a,b,c,d\n1,2,1,1\n")
-    predict = run_cli(runs[0].info.run_id, "in.csv", module="pipeline.predict", cwd=tmp_path,
-                      env=env)  # fmt: skip
-    assert predict.returncode == 0, predict.stderr
+    _, parent, runs = sweep
+    url = ["--tracking-uri", team_server.url]
+    as_user("bob", users["bob"])
+    table = call(capsys, compare, parent.info.run_id, "--format", "csv", *url)
+    assert compared_runs(table) == {r.info.run_id for r in runs}  # bob reads them all
+    rows = tmp_path / "in.csv"
+    rows.write_text("a,b,c,d\n1,2,1,1\n")
+    predicted = call(capsys, predict, runs[0].info.run_id, str(rows), *url).splitlines()
+    assert predicted[0] == "label,prob_0,prob_1,prob_2"
+    assert len(predicted) == 2  # the header and one row
     before = len(runs_of(team_server.url, "alice"))
-    train = run_cli("epochs=5", "tracking.experiment=alice", cwd=tmp_path, env=env)
-    assert train.returncode != 0
-    (line,) = [line for line in train.stderr.splitlines() if "denied user" in line]
+    with pytest.raises(PipelineError) as raised:
+        train_into(team_server.url, "epochs=5", "tracking.experiment=alice")
+    line = str(raised.value)
     assert line.startswith(f"Tracking server {team_server.url} denied user 'bob' this (403")
     assert "Fix: ask the server's admin for EDIT" in line
-    assert "Traceback" not in train.stderr
-    assert "Epoch" not in train.stdout
+    assert "\n" not in line
+    assert "Epoch" not in capsys.readouterr().out
     assert len(runs_of(team_server.url, "alice")) == before  # no run of bob's
 
     experiment_id = parent.info.experiment_id
+    as_user("admin", ADMIN_PASSWORD)
     admin = get_app_client("basic-auth", tracking_uri=team_server.url)
     admin.grant_user_permission("carol", "experiment", experiment_id, "DENY")
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "carol")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", users["carol"])
+    as_user("carol", users["carol"])
     assert MlflowClient(team_server.url).search_runs([experiment_id]) == []
-    carol = {"MLFLOW_TRACKING_URI": team_server.url, **login("carol", users["carol"])}
-    compare = run_cli(parent.info.run_id, module="pipeline.compare", cwd=tmp_path, env=carol)
-    assert compare.returncode != 0
-    assert "denied user 'carol'" in compare.stderr
+    with pytest.raises(PipelineError) as raised:
+        compare.main([parent.info.run_id, *url])
+    assert "denied user 'carol'" in str(raised.value)
 
 
 @pytest.mark.slow
-def test_a_users_password_stays_out_of_runs_files_and_output(team_server, users, alice_sweep,
+def test_a_users_password_stays_out_of_runs_files_and_output(team_server, users, sweep,
                                                               tmp_path):  # fmt: skip
-    result, parent, runs = alice_sweep
+    result, parent, runs = sweep
     secret = users["alice"]
     assert secret not in result.stdout + result.stderr
     assert secret not in team_server.log.read_text()

@@ -19,8 +19,15 @@ from pathlib import Path
 import pytest
 
 from conftest import cost_history, run_cli, sqlite_uri, start_cli, sweep_runs
+from helpers.servers import (
+    bound_addresses,
+    free_port,
+    listening,
+    live_members,
+    start_server,
+    stop_group,
+)
 from pipeline.tracking.store.access import prepare_store
-from servers import bound_addresses, free_port, listening, live_members, start_server, stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
 CHROMIUM_FLAGS = [

@@ -12,9 +12,10 @@ CLEAR_LINE = "\r\x1b[2K"
 class Progress:
     """One line, rewritten in place: epoch, cost and speed. Silent unless ``stream`` is a TTY."""
 
-    def __init__(self, epochs: int, stream: TextIO = sys.stderr, every_s: float = 0.1) -> None:
-        self.epochs, self.stream, self.every_s = epochs, stream, every_s
-        self.enabled = stream.isatty()
+    def __init__(self, epochs: int, stream: TextIO | None = None, every_s: float = 0.1) -> None:
+        # sys.stderr as it is now (a default argument would keep the one of import time)
+        self.epochs, self.stream, self.every_s = epochs, stream or sys.stderr, every_s
+        self.enabled = self.stream.isatty()
         self.start = self.last = time.monotonic()
         self.shown = False
 

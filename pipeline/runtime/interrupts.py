@@ -75,4 +75,6 @@ def hand_over(stop: Stop) -> None:
     job, submitit's, which requeues the job and ends this process."""
     previous: Callable[[int, FrameType | None], Any] | Any = _state.previous.get(stop.signum)
     if stop.signum == signal.SIGUSR2 and callable(previous):
+        for signum in STOP_SIGNALS:  # the requeue's SIGTERM must not break into the exit
+            signal.signal(signum, signal.SIG_IGN)
         previous(stop.signum, None)

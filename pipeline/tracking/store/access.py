@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +20,15 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import PipelineError, first_line
-from pipeline.tracking.store.postgres import check_database, is_postgres
+from pipeline.tracking.store.postgres import check_database, engine, is_postgres
 from pipeline.tracking.store.redact import redact
 
 STORE_DIR = "mlruns"
 ADVISORY_LOCK = 0x6D6C666C  # "mlfl": the PostgreSQL advisory lock key of first use
 STORE_ERRORS = (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError)
+ANSWER_TIMEOUT_S = 5  # for a tracking server's first answer
+LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+_answered: set[tuple[str | None, ...]] = set()  # (URI, login) a server accepted in this process
 
 
 def default_tracking_uri() -> str:
@@ -63,10 +63,7 @@ def refusal(uri: str, err: BaseException) -> PipelineError | None:
     None for any other error."""
     status = err.get_http_status_code() if isinstance(err, MlflowException) else None
     if status == 401:
-        return PipelineError(
-            f"Tracking server {redact(uri)} refused the credentials (401). "
-            "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        )
+        return no_login(uri)
     if status != 403:
         return None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
@@ -74,6 +71,14 @@ def refusal(uri: str, err: BaseException) -> PipelineError | None:
         f"Tracking server {redact(uri)} denied user {user!r} this (403: no permission). "
         "Fix: ask the server's admin for EDIT on the experiment to train in it (READ to read it),"
         " or pick another tracking.experiment"
+    )
+
+
+def no_login(uri: str) -> PipelineError:
+    """The server wants a login we did not give, or not the one we gave (401)."""
+    return PipelineError(
+        f"Tracking server {redact(uri)} refused the credentials (401). "
+        "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     )
 
 
@@ -165,11 +170,10 @@ def first_use_lock(uri: str) -> Iterator[None]:
             raise store_error(uri, err) from None
         with FileLock(lock):
             yield
-    elif uri.startswith(("postgresql:", "postgresql+", "postgres:")):
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.pool import NullPool
+    elif is_postgres(uri):
+        from sqlalchemy import text
 
-        with create_engine(uri, poolclass=NullPool).connect() as connection:
+        with engine(uri).connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK})
             try:
                 yield
@@ -180,37 +184,48 @@ def first_use_lock(uri: str) -> Iterator[None]:
 
 
 def check_reachable(uri: str) -> None:
-    """A tracking server must answer (any HTTP status) within 5 s; PostgreSQL must let us in."""
+    """PostgreSQL must let us in; a tracking server must answer within 5 s and accept our login.
+    Asked once per process: a command that opens many runs there asks once."""
     if is_postgres(uri):
         check_database(uri)
-    if not is_server(uri):
+    if is_server(uri):
+        check_server(uri)
+
+
+def check_server(uri: str) -> None:
+    """One request (``search_experiments``, one result, no retries) to the tracking server:
+    unreachable, or refusing our login (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``), is one
+    line before anything is created. MLflow's own client would retry for minutes."""
+    key = (uri, *(os.environ.get(name) for name in LOGIN_VARIABLES))
+    if key in _answered:
         return
-    parts = urllib.parse.urlsplit(uri)
-    netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    health = urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
-    )
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
     try:
-        urllib.request.urlopen(health, timeout=5)
-    except urllib.error.HTTPError:
-        pass  # the server answered: it is there
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            max_retries=0,
+            timeout=ANSWER_TIMEOUT_S,
+            params={"max_results": 1},
+        )
+    except MlflowException as err:
         raise PipelineError(
-            f"Tracking server {redact(uri)} is unreachable ({reason}). "
+            f"Tracking server {redact(uri)} is unreachable ({redact(root_cause(err))}). "
             "Fix: start it, or point tracking.uri elsewhere"
         ) from None
-    check_credentials(uri)
+    if response.status_code == 401:
+        raise no_login(uri)
+    _answered.add(key)  # any other answer: the server is there, and took our login
 
 
-def check_credentials(uri: str) -> None:
-    """A server with logins must accept ours (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``):
-    one request, answered before anything is created."""
-    try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except MlflowException as err:
-        if err.get_http_status_code() == 401:
-            raise refusal(uri, err) from None
+def root_cause(err: BaseException) -> str:
+    """The innermost cause of ``err`` (``[Errno 111] Connection refused``)."""
+    while err.__cause__ or err.__context__:
+        err = err.__cause__ or err.__context__
+    return first_line(err)
 
 
 def open_store(uri: str) -> MlflowClient:

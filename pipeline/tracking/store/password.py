@@ -20,6 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from pipeline.tracking.store.postgres import is_postgres
+
 PASSWORD_VARIABLE = "PGPASSWORD"
 
 
@@ -37,7 +39,7 @@ def move_password(config: DictConfig) -> None:
     """Take a PostgreSQL password out of ``tracking.uri`` and everything Hydra derived from it
     (the overrides, the override dirname); put it in ``PGPASSWORD``."""
     node = config.tracking
-    if OmegaConf.is_interpolation(node, "uri") or not str(node.uri).startswith("postgresql"):
+    if OmegaConf.is_interpolation(node, "uri") or not is_postgres(str(node.uri)):
         return  # ${oc.env:...} keeps its secret in the environment already
     raw = url_password(node.uri)
     if raw is None:

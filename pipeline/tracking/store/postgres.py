@@ -2,22 +2,28 @@
 reachable, the login and the database accepted.
 
 MLflow retries a database it cannot reach for minutes before it gives up with a traceback;
-this check answers within seconds, in one line that names what to fix.
+this check answers within seconds, in one line that names what to fix. The one place that
+says what a PostgreSQL URI is (``is_postgres``), and the one SQLAlchemy engine a process uses
+for its own checks and locks (``engine``; MLflow keeps its own): a command checks a database
+once, however many runs it opens there.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
+import functools
+import os
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError, first_line
 from pipeline.tracking.store.redact import redact
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+
 CONNECT_TIMEOUT_S = 5
 DRIVER_FIX = 'pip install -e ".[server]" (psycopg 3, for postgresql://), or the URI\'s driver'
 DEFAULT_SETTING = "tracking.uri (or MLFLOW_TRACKING_URI)"
+_accepted: set[tuple[str, str | None]] = set()  # (URI, PGPASSWORD) that let this process in
 
 
 def is_postgres(uri: str) -> bool:
@@ -25,16 +31,32 @@ def is_postgres(uri: str) -> bool:
     return uri.startswith(("postgresql://", "postgresql+"))
 
 
+@functools.cache
+def engine(uri: str) -> Engine:
+    """This process's engine for the database ``uri``: no pool (a connection per use), each
+    connection made within 5 s. Raises what ``create_engine`` raises for a bad URI or driver."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
+        make_url(uri), poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+    )
+
+
 def check_database(uri: str, setting: str = DEFAULT_SETTING) -> None:
-    """Connect once (within 5 s); a PipelineError that names the fix if that fails.
+    """Connect once (within 5 s); a PipelineError that names the fix if that fails. A database
+    that let this process in is not asked again.
 
     ``setting`` is where the user wrote the URI (``tracking.uri``, ``--backend-store-uri``).
     """
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    key = (uri, os.environ.get("PGPASSWORD"))
+    if key in _accepted:
+        return
     try:
-        url = make_url(uri)
-        engine = create_engine(
-            url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
-        )
+        database = engine(uri)
     except ArgumentError as err:
         raise PipelineError(
             f"Not a database URI: {redact(uri)} ({first_line(err)}). "
@@ -45,12 +67,11 @@ def check_database(uri: str, setting: str = DEFAULT_SETTING) -> None:
             f"No PostgreSQL driver for {redact(uri)} ({first_line(err)}). Fix: {DRIVER_FIX}"
         ) from None
     try:
-        with engine.connect():
+        with database.connect():
             pass
     except SQLAlchemyError as err:
-        raise connection_error(url, getattr(err, "orig", None) or err, setting) from None
-    finally:
-        engine.dispose()
+        raise connection_error(database.url, getattr(err, "orig", None) or err, setting) from None
+    _accepted.add(key)
 
 
 def connection_error(url: URL, err: BaseException, setting: str) -> PipelineError:

@@ -38,14 +38,17 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from pipeline.runtime import slurm
 
-        if slurm.is_slurm(config.hydra.launcher):  # first: before MLflow loads, before any run
-            slurm.check_cluster(config.hydra.launcher, config.tracking.uri)
+        on_slurm = slurm.is_slurm(config.hydra.launcher)
+        if on_slurm:  # first: before MLflow loads, before any run
+            slurm.check_cluster(config.hydra.launcher)
         from mlflow.tracking import MlflowClient  # imported here: a single run needs none of it
 
         from pipeline.tracking.store.access import prepare_store, resolve_tracking_uri
         from pipeline.tracking.sweep.parent import start_parent
 
         uri = resolve_tracking_uri(config.tracking.uri)
+        if on_slurm:  # the store as the jobs will see it, from the nodes
+            slurm.check_tracking_uri(uri, config.hydra.launcher.get("partition"))
         self.experiment_id = prepare_store(uri, config.tracking.experiment)
         self.client = MlflowClient(tracking_uri=uri)
         overrides = [o for o in config.hydra.overrides.task if not is_run_setting(override_key(o))]

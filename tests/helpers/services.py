@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import pytest
 
-from servers import free_port, listening
+from helpers.servers import free_port, listening
 
 IN_CI = os.environ.get("CI") == "true"
 TIMEOUT_S = 60  # for any one Slurm or PostgreSQL command: a down node makes srun wait forever
@@ -113,18 +113,33 @@ class Postgres:
     port: int
     password: str
     process: subprocess.Popen | None = None
+    template: str | None = None  # a migrated database that new ones copy
 
     def uri(self, database: str, password: str | None = None) -> str:
         return f"postgresql://postgres:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, prefix: str = "mlflow") -> str:
-        """A new, empty database; its URI."""
+    def create_database(self, prefix: str = "mlflow", migrated: bool = False) -> str:
+        """A new database; its URI. Empty, or ``migrated``: with MLflow's tables and its
+        Default experiment, as MLflow's first use leaves a database (a copy of a template
+        migrated once per cluster: about 50 schema migrations saved)."""
         import psycopg
 
         name = f"{prefix}_{secrets.token_hex(4)}"
+        template = f' TEMPLATE "{self.migrated_template()}"' if migrated else ""
         with psycopg.connect(self.uri("postgres"), autocommit=True, connect_timeout=10) as db:
-            db.execute(f'CREATE DATABASE "{name}"')
+            db.execute(f'CREATE DATABASE "{name}"{template}')
         return self.uri(name)
+
+    def migrated_template(self) -> str:
+        """The name of a database MLflow has migrated (made on the first call)."""
+        if self.template is None:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            uri = self.create_database("template")
+            SqlAlchemyStore(uri, (self.root / "artifacts").as_uri())  # creates the tables
+            SqlAlchemyStore._engine_map.pop(uri).dispose()  # a template must have no sessions
+            self.template = uri.rsplit("/", 1)[1]
+        return self.template
 
     def start(self) -> None:
         """Start the server (again), in the foreground, as the ``postgres`` user."""
@@ -178,6 +193,9 @@ def start_postgres() -> Postgres:
 # Slurm --------------------------------------------------------------------------------------
 
 NODE = "pipelinenode"  # the node's name in slurm.conf (its address is 127.0.0.1)
+# Partition "remote" adds a node that is another machine (an address of TEST-NET, never up):
+# jobs there could not reach this machine's loopback or local disk. Jobs run on NODE.
+REMOTE_NODE = "remotenode"
 # cred_expire: how long a requeued job waits before it may start again (Slurm's default: 120 s).
 SLURM_CONF = """\
 ClusterName=pipelinetest
@@ -187,7 +205,7 @@ SlurmdPort={slurmd_port}
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket},cred_expire=30
+AuthInfo=socket={munge_socket},cred_expire=5
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/slurmctld.pid
@@ -202,8 +220,11 @@ SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
 JobRequeue=1
 SchedulerParameters=sched_interval=2
+MessageTimeout=5
 NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+NodeName={remote_node} NodeAddr=192.0.2.1 CPUs=1 RealMemory=1000 State=DOWN Reason=elsewhere
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
+PartitionName=remote Nodes={node},{remote_node} MaxTime=INFINITE State=UP
 """
 
 
@@ -271,7 +292,8 @@ def start_slurm(cpus: int = 2, memory_mb: int = 8192) -> Slurm:
             (root / name).mkdir()
         slurm.conf.write_text(SLURM_CONF.format(
             host=socket.gethostname(), ctld_port=free_port(), slurmd_port=free_port(),
-            munge_socket=socket_path, root=root, node=NODE, cpus=cpus, memory_mb=memory_mb,
+            munge_socket=socket_path, root=root, node=NODE, remote_node=REMOTE_NODE, cpus=cpus,
+            memory_mb=memory_mb,
         ))  # fmt: skip
         slurm.start_controller()
         log = root / "slurmd.out"

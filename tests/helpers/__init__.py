@@ -1,0 +1,1 @@
+"""Test helpers: real services (``services``, ``servers``) and results shared across files."""
