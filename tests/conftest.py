@@ -216,8 +216,8 @@ def reference_run(
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
-    """A PostgreSQL cluster for this test worker (tests/services.py); each test creates its own
-    fresh database with ``postgres.create_database()``."""
+    """A PostgreSQL cluster for this test worker (tests/helpers/services.py); each test creates
+    its own fresh database with ``postgres.create_database()``."""
     from helpers.services import postgres_cluster
 
     with postgres_cluster() as server:
@@ -233,27 +233,30 @@ def slurm() -> Iterator[Any]:
         yield cluster
 
 
-# The longest files first (seconds on 2 cores), so that the two xdist workers (one file each at
-# a time) finish together instead of one waiting for a long file that started last.
+# The longest files first (seconds of test time on 2 cores, December 7), so that the two xdist
+# workers (one file each at a time) finish together instead of one waiting for a long file that
+# started last. pyproject's --no-loadscope-reorder keeps this order.
 LONGEST_FIRST = [
-    "test_team_server.py",
-    "test_slurm.py",
-    "test_bench.py",
-    "test_resume_sweeps.py",
-    "test_resume.py",
-    "test_launchers.py",
-    "test_postgres.py",
-    "test_rerun.py",
-    "test_ui.py",
-    "test_hardening.py",
-    "test_server.py",
-    "test_best_run.py",
-    "test_compat.py",
-    "test_multirun.py",
-    "test_config.py",
-    "test_lifecycle.py",
-    "test_console.py",
-    "test_real_data.py",
+    "test_resume.py",  # 130
+    "test_resume_sweeps.py",  # 110
+    "test_team_server.py",  # 108
+    "test_bench.py",  # 97
+    "test_slurm.py",  # 93
+    "test_postgres.py",  # 56
+    "test_hardening.py",  # 54
+    "test_launchers.py",  # 45
+    "test_rerun.py",  # 43
+    "test_compat.py",  # 42
+    "test_console.py",  # 38
+    "test_multirun.py",  # 34
+    "test_best_run.py",  # 33
+    "test_ui.py",  # 29
+    "test_lifecycle.py",  # 25
+    "test_real_data.py",  # 17
+    "test_server.py",  # 15
+    "test_config.py",  # 14
+    "test_text_tables.py",  # 8
+    "test_presets.py",  # 6
 ]
 
 

@@ -197,7 +197,10 @@ def test_kill_9_while_a_checkpoint_is_written(tmp_path, uninterrupted, resume):
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_the_resume_command(tmp_path, uninterrupted):
+def test_ctrl_c_then_the_resume_command(tmp_path, uninterrupted, resume):
+    """The resume itself through the console; ``--list`` and the second resume, which start no
+    process, through the command's ``main``."""
+
     def ctrl_c(process: subprocess.Popen, uri: str) -> None:
         wait_for(lambda: checkpointed(uri), what="a checkpoint")
         process.send_signal(signal.SIGINT)
@@ -205,10 +208,9 @@ def test_ctrl_c_then_the_resume_command(tmp_path, uninterrupted):
     uri, stopped = killed_run(tmp_path, FULL_BATCH, kill=ctrl_c)
     run_id = stopped.info.run_id
     assert stopped.info.status == "KILLED"
-    listed = run_cli("--list", cwd=tmp_path, module="pipeline.resume")
-    assert listed.returncode == 0, listed.stderr
-    assert f"{run_id}  {stopped.info.run_name}  KILLED" in listed.stdout
-    assert f"python -m pipeline.resume {run_id}" in listed.stdout
+    listed = resume("--list", "--tracking-uri", uri)
+    assert f"{run_id}  {stopped.info.run_name}  KILLED" in listed
+    assert f"python -m pipeline.resume {run_id}" in listed
 
     result = run_cli(run_id, cwd=tmp_path, module="pipeline.resume")
     assert result.returncode == 0, result.stderr
@@ -216,10 +218,9 @@ def test_ctrl_c_then_the_resume_command(tmp_path, uninterrupted):
     assert_complete(uri, run_id, uninterrupted[FULL_BATCH])
 
     before = MlflowClient(tracking_uri=uri).get_run(run_id)
-    again = run_cli(run_id, cwd=tmp_path, module="pipeline.resume")
-    assert again.returncode == 0
     name = stopped.info.run_name
-    assert again.stdout == f"Run {run_id} ({name}) is FINISHED: nothing to resume.\n"
+    finished = resume(run_id, "--tracking-uri", uri)
+    assert finished == f"Run {run_id} ({name}) is FINISHED: nothing to resume.\n"
     after = MlflowClient(tracking_uri=uri).get_run(run_id)
     assert (after.info.end_time, after.data.tags) == (before.info.end_time, before.data.tags)
 
