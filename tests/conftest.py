@@ -80,6 +80,22 @@ def start_cli(
     )
 
 
+def read_terminal(controller: int) -> bytes:
+    """All a process wrote to the pseudo-terminal whose ``controller`` end this is, until it
+    closed (the process is gone); closes ``controller``."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    return output
+
+
 def compose_job(*overrides: str) -> tuple[DictConfig, JobContext]:
     """The config and job context ``python -m pipeline.train overrides`` runs with."""
     register_configs()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import read_terminal, run_cli
 
 
 def test_a_terminal_gets_a_live_progress_line(tmp_path):
@@ -24,16 +24,7 @@ def test_a_terminal_gets_a_live_progress_line(tmp_path):
         stderr=terminal,
     )
     os.close(terminal)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the process is gone
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(controller)
+    output = read_terminal(controller)
     assert process.wait(timeout=60) == 0
     text = output.decode()
     assert "\r\x1b[2Kepoch " in text

@@ -13,7 +13,7 @@ import termios
 
 import pytest
 
-from conftest import cli_env, run_cli, sqlite_uri, train_into
+from conftest import cli_env, read_terminal, run_cli, sqlite_uri, train_into
 from pipeline.runtime.text_table import fit_widths, format_table
 
 HEADER = ["run", "status", "optim.lr", "objective", "final_cost", "final_accuracy", "run_id"]
@@ -77,16 +77,7 @@ def test_compare_on_a_terminal_fits_its_width(store, tmp_path):
         stderr=subprocess.PIPE,
     )
     os.close(terminal)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the process is gone
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(controller)
+    output = read_terminal(controller)
     assert process.wait(timeout=60) == 0, process.stderr.read()
     lines = output.decode().splitlines()
     assert len(lines) == 4  # the title, the header, 2 runs
