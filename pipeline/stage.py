@@ -1,14 +1,19 @@
-"""The training stage: one tracked run, from a validated config to a logged model.
+"""The training stage: one tracked run, from a validated config to a logged model, in four
+phases that a sweep's batched group (``pipeline.group``) goes through too:
 
-Build the data, model and optimizer from the config's ``_target_`` entries; decide whether this
-is a new run, an interrupted one to continue from its checkpoint, or (in a sweep) one already
-FINISHED; train, evaluate, and record it all in MLflow. ``python -m pipeline.train`` calls
-``train`` for each job.
+- **build** the data, model and optimizer from the config's ``_target_`` entries;
+- **decide** whether this is a new run, an interrupted one to continue from its checkpoint, or
+  (in a sweep) one already FINISHED;
+- **fit** (``pipeline.core.loop.fit``; a group: ``pipeline.core.batched.fit_group``);
+- **record** the final metrics, the test report and the model in MLflow.
+
+``python -m pipeline.train`` calls ``train`` for a run alone or a job of another launcher.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,19 +30,20 @@ from pipeline.core.determinism import seed_everything
 from pipeline.core.evaluate import evaluate, predicted_and_actual
 from pipeline.core.loop import fit
 from pipeline.core.model import Standardize
-from pipeline.errors import PipelineError
 from pipeline.runtime.console import Progress
-from pipeline.runtime.job import JobContext, override_key, read_job, record_job
-from pipeline.tags import DATA_DIGEST, RESUME_EPOCHS, RUN_KEY
+from pipeline.runtime.job import JobContext, override_key, record_job
+from pipeline.tags import RESUME_EPOCHS, RUN_KEY
 from pipeline.tracking.resume.identity import run_key
-from pipeline.tracking.resume.state import State, runs_with_key, state, why_not
+from pipeline.tracking.resume.policy import check_resumable, earlier_run, recorded_steps
+from pipeline.tracking.resume.state import State, state
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.datasets import log_datasets
 from pipeline.tracking.run.files import log_config, log_test_report
 from pipeline.tracking.run.lifecycle import RunStart, tracked_run
+from pipeline.tracking.run.metrics import MetricBuffer
 from pipeline.tracking.run.models import log_model
 from pipeline.tracking.run.provenance import provenance_tags
-from pipeline.tracking.store.access import fetch_run, prepare_store, resolve_tracking_uri
+from pipeline.tracking.store.access import prepare_store, resolve_tracking_uri
 from pipeline.tracking.store.redact import redact
 from pipeline.tracking.store.serving import run_address
 
@@ -86,44 +92,6 @@ def steering(overrides: tuple[str, ...]) -> list[str]:
     ]
 
 
-def earlier_run(
-    client: MlflowClient, experiment_id: str, cfg: DictConfig, job: JobContext, key: str
-) -> Run | None:
-    """The run this job continues or has already done, if any: the run ``tracking.resume``
-    names; the run this job's dir records (a job requeued by its scheduler); in a sweep, a run
-    of the same experiment (``run.key``) that FINISHED or was interrupted."""
-    if cfg.tracking.resume:
-        return fetch_run(client, cfg.tracking.resume)
-    own = read_job(job.output_dir) if job.job_num is not None and job.output_dir else {}
-    if own.get("run_id"):
-        return fetch_run(client, own["run_id"])
-    if job.job_num is None or not cfg.sweep.resume:
-        return None
-    same = runs_with_key(client, experiment_id, key)
-    return next((r for r in same if state(r) == State.finished), None) or next(
-        (r for r in same if state(r) == State.interrupted), None
-    )
-
-
-def check_resumable(run: Run, data_digest: str) -> None:
-    """One line if ``run`` cannot be continued, or not with this data."""
-    if reason := why_not(run):
-        raise PipelineError(redact(reason))
-    if run.data.tags.get(DATA_DIGEST) not in (None, data_digest):
-        raise PipelineError(
-            f"Run {run.info.run_id} was trained on other data (its data digest differs). "
-            f"Fix: rerun it as a new run: python -m pipeline.rerun {run.info.run_id}"
-        )
-
-
-def recorded_steps(client: MlflowClient, run: Run) -> dict[str, int]:
-    """The last step of each metric the run already has."""
-    return {
-        key: max(m.step for m in client.get_metric_history(run.info.run_id, key))
-        for key in run.data.metrics
-    }
-
-
 def done_before(run: Run, job: JobContext, cfg: DictConfig) -> Outcome:
     """A run to resume, or a sweep job's experiment, that already FINISHED as ``run``: its
     outcome, nothing trained."""
@@ -140,30 +108,82 @@ def done_before(run: Run, job: JobContext, cfg: DictConfig) -> Outcome:
     return Outcome(run.info.run_id, metrics, metrics[cfg.sweep.metric.name])
 
 
-def train(cfg: DictConfig, job: JobContext) -> Outcome:
-    """Build, train, evaluate and track one run of a validated ``cfg``."""
-    device = resolve_device(cfg.device)
+@dataclass
+class Built:
+    """What a run trains: its data (raw: ``inputs`` is what the model sees), the model,
+    optimizer and mini-batch shuffler its seed gives, the device and the standardization."""
+
+    data: Dataset
+    scaler: Standardize | None
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: torch.Generator
+    device: torch.device
+    example: torch.Tensor  # two raw training rows: the logged model's input example
+    inputs: Dataset | None = None  # the data standardized and on the device, once ``prepared``
+
+    def prepared(self) -> Dataset:
+        """The data as the model sees it (standardized in place: the raw data is then gone)."""
+        if self.inputs is None:
+            scaled = self.data.standardize_(self.scaler) if self.scaler else self.data
+            self.inputs = scaled.to(self.device)
+        return self.inputs
+
+
+def build_data(cfg: DictConfig) -> tuple[Dataset, Standardize | None]:
     data: Dataset = build("data", cfg.data)
-    scaler = Standardize(*standardization(data.train)) if data.standardize else None
+    return data, Standardize(*standardization(data.train)) if data.standardize else None
+
+
+def build_run(cfg: DictConfig, data: Dataset, scaler: Standardize | None) -> Built:
+    """Build: the model and optimizer ``cfg.seed`` gives, on ``data``."""
+    device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.threads)
     model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
     model.to(device)  # before the optimizer exists, so that a restored state lands on the device
     optimizer = build("optim", cfg.optim, params=model.parameters())
     batches = torch.Generator().manual_seed(cfg.seed)  # shuffles the mini-batches
-    uri = resolve_tracking_uri(cfg.tracking.uri)
-    experiment_id = prepare_store(uri, cfg.tracking.experiment)
-    client = MlflowClient(uri)
-    key = run_key(cfg, job.choices, data.digest())
+    example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
+    return Built(data, scaler, model, optimizer, batches, device, example)
 
-    previous = earlier_run(client, experiment_id, cfg, job, key)
+
+@dataclass(frozen=True)
+class Store:
+    """Where the runs go: the URI, the experiment and a client."""
+
+    uri: str
+    experiment_id: str
+    client: MlflowClient
+
+    @classmethod
+    def open(cls, cfg: DictConfig) -> Store:
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        return cls(uri, prepare_store(uri, cfg.tracking.experiment), MlflowClient(uri))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Decide: a new run (``previous`` None), ``previous`` resumed from ``start_epoch``, or
+    nothing to train (``done``: the outcome of a run that FINISHED)."""
+
+    start: RunStart | None
+    start_epoch: int = 0
+    done: Outcome | None = None
+
+
+def decide(cfg: DictConfig, job: JobContext, store: Store, built: Built) -> Decision:
+    """Decide what this job does, and restore a resumed run's checkpoint into ``built``."""
+    digest = built.data.digest()
+    key = run_key(cfg, job.choices, digest)
+    previous = earlier_run(store.client, store.experiment_id, cfg, job, key)
     if previous is not None and state(previous) == State.finished:
-        return done_before(previous, job, cfg)
-    start_epoch, tags = 0, {**provenance_tags(device, data.digest()), RUN_KEY: key}
+        return Decision(None, done=done_before(previous, job, cfg))
+    start_epoch, tags = 0, {**provenance_tags(built.device, digest), RUN_KEY: key}
     if previous is not None:
-        check_resumable(previous, data.digest())
-        saved = Checkpoints(client, previous).load()
+        check_resumable(previous, digest)
+        saved = Checkpoints(store.client, previous).load()
         if saved is not None:
-            start_epoch = checkpoint.restore(saved, model, optimizer, batches) + 1
+            start_epoch = checkpoint.restore(saved, built.model, built.optimizer, built.batches) + 1
         epochs_before = previous.data.tags.get(RESUME_EPOCHS, "")
         tags = {RESUME_EPOCHS: ",".join(filter(None, [epochs_before, str(start_epoch)]))}
         log.info(
@@ -175,61 +195,86 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         )
     start = RunStart(
         run_name=previous.info.run_name if previous else cfg.tracking.run_name or job.run_name,
-        description=describe(cfg, data, job),
+        description=describe(cfg, built.data, job),
         tags={**tags, **cfg.tracking.tags} if previous is None else tags,
         flush_every_s=cfg.tracking.flush_every_s,
         resume=previous,
-        recorded=recorded_steps(client, previous) if previous else None,
+        recorded=recorded_steps(store.client, previous) if previous else None,
     )
-    with tracked_run(uri, experiment_id, job, start) as metrics:
-        run = client.get_run(metrics.run_id)
-        checkpoints = Checkpoints(client, run)
-        if previous is None:
+    return Decision(start, start_epoch)
+
+
+def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Checkpoints,
+           save_checkpoint: Callable[[int], None]) -> dict[str, float]:  # fmt: skip
+    """Record the trained model of the active run: final metrics, test report, the model;
+    its checkpoint kept or removed. Returns the final metrics."""
+    if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
+        save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
+    model, inputs, data = built.model, built.prepared(), built.data
+    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
+    if inputs.test is not None:
+        final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
+        log_test_report(*predicted_and_actual(model, inputs.test), data.class_names)
+    # What a sweeper minimizes by default: the validation cost, else the training cost.
+    final["objective"] = (
+        evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
+    )
+    metrics.log_summary(final)
+    deployable = torch.nn.Sequential(built.scaler, model) if built.scaler else model
+    log_model(deployable.cpu(), built.example, data.class_names, data.feature_names)
+    if not cfg.checkpoint.keep:
+        checkpoints.remove()
+    return final
+
+
+def finished(cfg: DictConfig, store: Store, run_name: str, run_id: str,
+             final: dict[str, float]) -> Outcome:  # fmt: skip
+    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
+    log.info("Run %r finished: %s", redact(run_name), summary)
+    address = run_address(store.uri, store.experiment_id, run_id)
+    log.info("Run id %s; view it at %s", run_id, address)
+    return Outcome(run_id, final, final[cfg.sweep.metric.name])
+
+
+def train(cfg: DictConfig, job: JobContext) -> Outcome:
+    """Build, decide, fit and record one run of a validated ``cfg``."""
+    built = build_run(cfg, *build_data(cfg))
+    store = Store.open(cfg)
+    decision = decide(cfg, job, store, built)
+    if decision.done is not None:
+        return decision.done
+    start = decision.start
+    with tracked_run(store.uri, store.experiment_id, job, start) as metrics:
+        run = store.client.get_run(metrics.run_id)
+        checkpoints = Checkpoints(store.client, run)
+        if start.resume is None:
             log_config(cfg, job.choices)
-            log_datasets(data, cfg.data, job.choices.get("data"))
-        example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
-        inputs = (data.standardize_(scaler) if scaler else data).to(device)
+            log_datasets(built.data, cfg.data, job.choices.get("data"))
+        inputs = built.prepared()
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()  # the store then has every epoch the checkpoint has
-            checkpoints.save(checkpoint.capture(epoch, model, optimizer, batches))
+            state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches)
+            checkpoints.save(state)
 
         progress = Progress(cfg.epochs)
         try:
             fit(
-                model,
-                optimizer,
+                built.model,
+                built.optimizer,
                 inputs,
                 epochs=cfg.epochs,
                 batch_size=cfg.batch_size,
                 log_every=cfg.log_every,
-                generator=batches,
+                generator=built.batches,
                 record=metrics.log,
                 progress=progress,
-                start_epoch=start_epoch,
+                start_epoch=decision.start_epoch,
                 save=save_checkpoint,
                 save_every_s=cfg.checkpoint.every_s,
                 changed=steering(job.overrides),
             )
         finally:
             progress.clear()
-        if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
-            save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
-        final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
-        if inputs.test is not None:
-            final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
-            log_test_report(*predicted_and_actual(model, inputs.test), data.class_names)
-        # What a sweeper minimizes by default: the validation cost, else the training cost.
-        final["objective"] = (
-            evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
-        )
-        metrics.log_summary(final)
-        deployable = torch.nn.Sequential(scaler, model) if scaler else model
-        log_model(deployable.cpu(), example, data.class_names, data.feature_names)
-        if not cfg.checkpoint.keep:
-            checkpoints.remove()
-    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", redact(start.run_name), summary)
-    address = run_address(uri, experiment_id, metrics.run_id)
-    log.info("Run id %s; view it at %s", metrics.run_id, address)
-    return Outcome(metrics.run_id, final, final[cfg.sweep.metric.name])
+        final = record(cfg, built, metrics, checkpoints, save_checkpoint)
+    return finished(cfg, store, start.run_name, metrics.run_id, final)
