@@ -227,6 +227,14 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
     return final
 
 
+def log_inputs(
+    client: MlflowClient, run_id: str, cfg: DictConfig, job: JobContext, data: Dataset
+) -> None:
+    """What a new run records first: its config (params and ``config.yaml``) and datasets."""
+    log_config(client, run_id, cfg, job.choices)
+    log_datasets(client, run_id, data, cfg.data, job.choices.get("data"))
+
+
 def finished(cfg: DictConfig, store: Store, run_name: str, run_id: str,
              final: dict[str, float]) -> Outcome:  # fmt: skip
     summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
@@ -248,8 +256,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         run = store.client.get_run(metrics.run_id)
         checkpoints = Checkpoints(store.client, run)
         if start.resume is None:
-            log_config(cfg, job.choices)
-            log_datasets(built.data, cfg.data, job.choices.get("data"))
+            log_inputs(store.client, run.info.run_id, cfg, job, built.data)
         inputs = built.prepared()
 
         def save_checkpoint(epoch: int) -> None:

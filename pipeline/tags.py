@@ -13,6 +13,7 @@ CODE = "code."
 ENV = "env."
 HYDRA_OVERRIDES = "hydra.overrides"  # a sweep's parent run has it too
 HYDRA_JOB_NUM = "hydra.job_num"
+BATCH_JOBS = "batch.jobs"  # trained in a batched group of this many jobs
 RERUN_OF = "rerun_of"  # the run that `python -m pipeline.rerun` trained again
 
 # Where it runs, and how far it got

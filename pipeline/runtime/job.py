@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
 from pipeline.config.params import is_run_setting
 
@@ -45,9 +46,11 @@ class JobContext:
 
     @classmethod
     def current(cls) -> JobContext:
-        if not HydraConfig.initialized():
-            return cls()
-        hydra = HydraConfig.get()
+        return cls.of(HydraConfig.get()) if HydraConfig.initialized() else cls()
+
+    @classmethod
+    def of(cls, hydra: DictConfig) -> JobContext:
+        """The job that the ``hydra`` node of its composed config describes."""
         overrides = tuple(hydra.overrides.task)
         choices = {g: str(hydra.runtime.choices[g]) for g in GROUPS if g in hydra.runtime.choices}
         context = cls(

@@ -19,6 +19,8 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.tracking.fluent import _create_dataset_input
 from omegaconf import DictConfig
 
 from pipeline.core.data import Dataset
@@ -33,9 +35,11 @@ def dataset_digest(data_digest: str) -> str:
     return data_digest[:DIGEST_LENGTH]
 
 
-def log_datasets(data: Dataset, data_cfg: DictConfig, choice: str | None) -> None:
+def log_datasets(
+    client: MlflowClient, run_id: str, data: Dataset, data_cfg: DictConfig, choice: str | None
+) -> None:
     """Log every split of ``data`` (built from ``data_cfg``, the group's ``choice``) as a
-    dataset input of the active run."""
+    dataset input of run ``run_id``."""
     digest = dataset_digest(data.digest())  # the run's data.digest tag (computed once)
     name = choice or str(data_cfg.get("_target_", "data"))
     source = data_source(data_cfg)
@@ -53,23 +57,24 @@ def log_datasets(data: Dataset, data_cfg: DictConfig, choice: str | None) -> Non
             )
         )
         contexts.append(context)
-    log_inputs(datasets, contexts)
+    log_inputs(client, run_id, datasets, contexts)
 
 
-def log_inputs(datasets: list[Any], contexts: list[str]) -> None:
+def log_inputs(client: MlflowClient, run_id: str, datasets: list[Any], contexts: list[str]) -> None:
     """``mlflow.log_inputs``, once more if a parallel job created the same dataset first.
 
     MLflow looks a dataset up, then inserts it: two jobs on the same data at once can both miss
     it, and the second insert breaks the store's unique key (one transaction, rolled back). The
     second try finds the dataset and links it to the run.
     """
-    tags = [None] * len(datasets)
+    # What ``mlflow.log_inputs`` sends, for a run that need not be the active one.
+    inputs = [_create_dataset_input(d, c, None) for d, c in zip(datasets, contexts, strict=True)]
     try:
-        mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+        client.log_inputs(run_id, datasets=inputs)
     except MlflowException as err:
         if "unique constraint" not in str(err).lower():  # sqlite's and PostgreSQL's words
             raise
-        mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+        client.log_inputs(run_id, datasets=inputs)
 
 
 def data_source(data_cfg: DictConfig) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import yaml
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -24,10 +25,11 @@ from pipeline.tracking.store.redact import redact, redact_value
 CONFIG_FILE = "config.yaml"
 
 
-def log_config(cfg: DictConfig, choices: dict[str, str]) -> None:
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, choices: dict[str, str]) -> None:
     """Every resolved config value as a param, and the resolved config as ``config.yaml``."""
-    mlflow.log_params({key: redact_value(value) for key, value in params(cfg, choices).items()})
-    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG_FILE)
+    values = params(cfg, choices).items()
+    client.log_batch(run_id, params=[Param(key, str(redact_value(v))) for key, v in values])
+    client.log_text(run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG_FILE)
 
 
 def find_recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any] | None:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from pipeline.errors import first_line
 from pipeline.runtime import interrupts, process
@@ -158,3 +160,46 @@ def tracked_run(
                 log_job_files(job.output_dir, attempt_dir(start.attempt))
             finally:
                 mlflow.end_run(RunStatus.to_string(status))
+
+
+def open_run(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> str:
+    """``_open`` without making the run the active one (a batched group has many open at
+    once): the same tags ``mlflow.start_run`` gives, the same resumption. Returns its id."""
+    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
+    if job.output_dir is not None:
+        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
+    if start.resume is not None:
+        run = start.resume
+        run_id, attempt = run.info.run_id, start.attempt - 1
+        for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
+            if tag in run.data.tags:
+                client.delete_tag(run_id, tag)
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        tags = {**start.tags, **liveness, RESUME_COUNT: str(attempt)}
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        return run_id
+    job_tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
+    if job.job_num is not None:
+        job_tags[HYDRA_JOB_NUM] = str(job.job_num)
+    tags = {key: redact(str(value)) for key, value in {**job_tags, **start.tags}.items()}
+    given = {**tags, **liveness, MLFLOW_RUN_NOTE: redact(start.description)}
+    if job.parent_run_id:
+        given[MLFLOW_PARENT_RUN_ID] = job.parent_run_id
+    name = redact(start.run_name)
+    return client.create_run(experiment_id, tags=resolve_tags(given), run_name=name).info.run_id
+
+
+class GroupHeartbeat(Heartbeat):
+    """``Heartbeat`` for the runs of a batched group: one thread, one tag write per run."""
+
+    def __init__(self, client: MlflowClient, run_ids: list[str]) -> None:
+        self.run_ids = run_ids
+        super().__init__(client, "")
+
+    def _beat(self, client: MlflowClient, run_id: str) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            for each in list(self.run_ids):
+                try:
+                    client.set_tag(each, PROCESS_HEARTBEAT, now_ms())
+                except Exception:  # a missed beat is written at the next one
+                    continue

@@ -1,0 +1,1 @@
+"""The pipeline's Hydra plugins: the vectorized launcher."""

@@ -1,0 +1,437 @@
+"""Many jobs trained as one computation: the models of a sweep's group stacked, one step for all.
+
+Every job of a group has the same data, model shapes, optimizer class, epochs and batch size;
+seeds and optimizer hyperparameters may differ. Each job starts from the weights its own seed
+gives, shuffles its mini-batches with its own generator, and is updated by the very function
+``torch.optim`` uses (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), called once per block
+of jobs with equal hyperparameters. The cost is summed in the order ``F.cross_entropy`` sums it.
+
+Where a batched kernel gives other bits than the one a job alone uses (tiny matrices take
+another BLAS path), ``probe`` finds out before training and that product runs job by job: the
+numbers stay those of a run alone, bit for bit.
+
+``fit_group`` is the loop; the rest is what one step does to the stack.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import torch
+import torch.nn.functional as F
+import torch.optim.adam as functional_adam
+import torch.optim.sgd as functional_sgd
+from torch import nn
+
+from pipeline.core import stop
+from pipeline.core.data import Dataset, Split
+from pipeline.core.loop import DivergedError, Record, divergence_fix
+
+BATCHABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
+
+
+def why_not_batchable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why this model and optimizer cannot train in a batch (None: they can)."""
+    if type(optimizer) not in BATCHABLE_OPTIMIZERS:
+        return f"{type(optimizer).__name__} has no batched update (SGD, Adam and AdamW have)"
+    if len(optimizer.param_groups) != 1 or optimizer.param_groups[0].get("amsgrad"):
+        return "the optimizer has several parameter groups or amsgrad"
+    if optimizer.param_groups[0].get("maximize") or optimizer.param_groups[0].get("dampening"):
+        return "the optimizer maximizes or dampens"
+    layers = list(model) if isinstance(model, nn.Sequential) else [model]
+    for layer in layers:
+        if isinstance(layer, nn.Dropout) and layer.p > 0:
+            return "dropout draws random numbers per job"
+        if not isinstance(layer, (nn.Linear, nn.Dropout, *ELEMENTWISE)):
+            return f"{type(layer).__name__} layers have no batched form"
+    return None
+
+
+@dataclass
+class Job:
+    """One job of a group: its model and optimizer (built with its seed, maybe restored from a
+    checkpoint), its mini-batch shuffler, where its metrics go, and what its user set."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: torch.Generator
+    record: Record
+    changed: Sequence[str] = ()
+    failure: DivergedError | None = None  # set when its cost stops being finite
+
+    @property
+    def hyperparameters(self) -> tuple:
+        group = self.optimizer.param_groups[0]
+        return tuple(sorted((k, str(v)) for k, v in group.items() if k != "params"))
+
+
+# ----------------------------------------------------------------------------- the cost
+
+
+def nll_sum(losses: torch.Tensor) -> torch.Tensor:
+    """Sum each row of ``losses`` (jobs x samples) in the order ``F.nll_loss`` does on CPU.
+
+    ATen adds the losses in cascade levels of 16: the first sample moves up a level at once,
+    then every 16 samples; the levels' remainders are added last, lowest level first. The same
+    additions, done for all jobs at once, give the same bits.
+    """
+    level, remainders = losses, []
+    while True:
+        first, rest = level[:, :1], level[:, 1:]
+        whole = rest.shape[1] // 16 * 16
+        chunks = rest[:, :whole].reshape(len(level), -1, 16)
+        sums = torch.zeros(chunks.shape[:2], dtype=level.dtype, device=level.device)
+        for i in range(16):
+            sums = sums + chunks[:, :, i]
+        remainder = torch.zeros(len(level), dtype=level.dtype, device=level.device)
+        for i in range(whole, rest.shape[1]):
+            remainder = remainder + rest[:, i]
+        remainders.append(remainder)
+        level = torch.cat([first, sums], dim=1)
+        if level.shape[1] == 1:
+            remainders.append(level[:, 0])
+            break
+    total = torch.zeros(len(losses), dtype=losses.dtype, device=losses.device)
+    for remainder in remainders:
+        total = total + remainder
+    return total
+
+
+def sample_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's cross-entropy (jobs x samples), as ``F.cross_entropy`` computes it."""
+    return -F.log_softmax(logits, dim=-1).gather(-1, labels[..., None])[..., 0]
+
+
+def mean_cost(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each job's ``F.cross_entropy(logits[j], labels[j])``, the same bits."""
+    with torch.no_grad():
+        return nll_sum(sample_losses(logits, labels)) / labels.shape[-1]
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+class Kernels:
+    """For each product of a linear layer: batched over jobs, or job by job (``probe``)."""
+
+    def __init__(self) -> None:
+        self.batched: dict[tuple, bool] = {}
+
+    def use_batched(self, key: tuple, batched: Callable[[], torch.Tensor],
+                    alone: Callable[[], torch.Tensor]) -> torch.Tensor:  # fmt: skip
+        """The batched result if it equals job by job's (checked once per shape), else the
+        job-by-job one."""
+        if key not in self.batched:
+            expected = alone()
+            self.batched[key] = torch.equal(batched(), expected)
+            return expected
+        return batched() if self.batched[key] else alone()
+
+
+class StackedLinear(torch.autograd.Function):
+    """``F.linear`` of every job at once, forward and backward as a job alone computes them."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, kernels: Kernels):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.kernels = kernels
+        n = len(weight)
+        xs = x.expand(n, -1, -1)
+        return kernels.use_batched(
+            ("forward", *x.shape, *weight.shape),
+            lambda: torch.baddbmm(bias[:, None, :], xs, weight.transpose(1, 2)),
+            lambda: torch.stack([torch.addmm(bias[j], xs[j], weight[j].t()) for j in range(n)]),
+        )
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        kernels, n = ctx.kernels, len(weight)
+        xs = x.expand(n, -1, -1)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = kernels.use_batched(
+                ("grad_x", *x.shape, *weight.shape),
+                lambda: torch.bmm(grad, weight),
+                lambda: torch.stack([grad[j].mm(weight[j]) for j in range(n)]),
+            )
+        grad_weight = kernels.use_batched(  # autograd's addmm: (x^T grad)^T
+            ("grad_weight", *x.shape, *weight.shape),
+            lambda: torch.bmm(xs.transpose(1, 2), grad).transpose(1, 2),
+            lambda: torch.stack([xs[j].t().mm(grad[j]).t() for j in range(n)]),
+        )
+        grad_bias = kernels.use_batched(
+            ("grad_bias", *x.shape, *weight.shape),
+            lambda: grad.sum(1),
+            lambda: torch.stack([grad[j].sum(0) for j in range(n)]),
+        )
+        return grad_x, grad_weight, grad_bias, None
+
+
+class Stack:
+    """The jobs' models as stacked parameters (job first), and their forward pass."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+        first = models[0]
+        self.layers = list(first) if isinstance(first, nn.Sequential) else [first]
+        self.params = [  # leaves: weight and bias of each linear layer, stacked
+            torch.stack([p.detach() for p in parameters]).to(device).requires_grad_()
+            for parameters in zip(*(m.parameters() for m in models), strict=True)
+        ]
+        self.kernels = Kernels()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every job (jobs x samples x classes) for ``x`` (shared, or one per job)."""
+        params = iter(self.params)
+        for layer in self.layers:
+            if isinstance(layer, nn.Linear):
+                x = StackedLinear.apply(x, next(params), next(params), self.kernels)
+            elif not isinstance(layer, nn.Dropout):
+                x = layer(x)
+        return x
+
+    def put_back(self, j: int, model: nn.Module) -> None:
+        """Job ``j``'s weights into its own ``model``."""
+        with torch.no_grad():
+            for stacked, own in zip(self.params, model.parameters(), strict=True):
+                own.copy_(stacked[j])
+
+
+# ----------------------------------------------------------------------------- the update
+
+
+@dataclass
+class Block:
+    """Jobs ``start``..``stop`` of the stack, whose hyperparameters are equal, and their
+    optimizer state (as ``torch.optim`` keeps it, one tensor per parameter for the block)."""
+
+    start: int
+    stop: int
+    options: dict
+    kind: type
+    state: dict[str, list] = field(default_factory=dict)
+
+    def step(self, params: list[torch.Tensor]) -> None:
+        mine = [p[self.start : self.stop] for p in params]
+        grads = [p.grad[self.start : self.stop] for p in params]
+        o = self.options
+        if self.kind is torch.optim.SGD:
+            buffers = self.state.setdefault("momentum_buffer", [None] * len(mine))
+            functional_sgd.sgd(
+                mine, grads, buffers, foreach=o["foreach"], fused=o["fused"],
+                weight_decay=o["weight_decay"], momentum=o["momentum"], lr=o["lr"],
+                dampening=o["dampening"], nesterov=o["nesterov"], maximize=o["maximize"],
+            )  # fmt: skip
+            return
+        if not self.state:
+            self.state = {
+                "exp_avg": [torch.zeros_like(p) for p in mine],
+                "exp_avg_sq": [torch.zeros_like(p) for p in mine],
+                "step": [torch.tensor(0.0) for _ in mine],
+            }
+        beta1, beta2 = o["betas"]
+        functional_adam.adam(
+            mine, grads, self.state["exp_avg"], self.state["exp_avg_sq"], [], self.state["step"],
+            foreach=o["foreach"], capturable=o["capturable"], differentiable=False,
+            fused=o["fused"], decoupled_weight_decay=o.get("decoupled_weight_decay", False),
+            amsgrad=False, beta1=beta1, beta2=beta2, lr=o["lr"],
+            weight_decay=o["weight_decay"], eps=o["eps"], maximize=o["maximize"],
+        )  # fmt: skip
+
+    def load(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Stack the block's jobs' optimizer states (a resumed job's, or none yet)."""
+        states = [
+            [opt.state.get(p, {}) for p in opt.param_groups[0]["params"]] for opt in optimizers
+        ]
+        if not states[0][0]:
+            return
+        names = [k for k in states[0][0] if states[0][0][k] is not None]
+        for name in names:
+            if name == "step":
+                self.state[name] = [s[name].clone() for s in states[0]]
+            else:
+                self.state[name] = [
+                    torch.stack([job[i][name] for job in states]) for i in range(len(states[0]))
+                ]
+
+    def save(self, j: int, optimizer: torch.optim.Optimizer) -> None:
+        """Job ``j``'s (a job of this block) optimizer state into its own ``optimizer``."""
+        for i, p in enumerate(optimizer.param_groups[0]["params"]):
+            own = {}
+            for name, tensors in self.state.items():
+                if tensors[i] is not None:
+                    value = tensors[i] if name == "step" else tensors[i][j - self.start]
+                    own[name] = value.detach().clone()
+            if own:
+                optimizer.state[p] = own
+
+
+def blocks(jobs: Sequence[Job]) -> list[Block]:
+    """Runs of consecutive jobs with equal optimizer hyperparameters."""
+    found, start = [], 0
+    for _, same in groupby(jobs, key=lambda job: job.hyperparameters):
+        size = len(list(same))
+        group = jobs[start].optimizer.param_groups[0]
+        options = {k: v for k, v in group.items() if k != "params"}
+        block = Block(start, start + size, options, type(jobs[start].optimizer))
+        block.load([job.optimizer for job in jobs[start : start + size]])
+        found.append(block)
+        start += size
+    return found
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def epoch_batches(jobs: Sequence[Job], n: int, batch_size: int | None, device: torch.device):
+    """Each step's sample indices per job (jobs x batch), or None for the full batch."""
+    if batch_size is None or batch_size >= n:
+        return [None]
+    orders = torch.stack([torch.randperm(n, generator=job.batches) for job in jobs]).to(device)
+    return list(orders.split(batch_size, dim=1))
+
+
+def train_epoch(stack: Stack, steps: list[Block], train: Split, indices) -> tuple:
+    """One pass of every job over ``train``: each job's mean cost and count of correct
+    predictions (measured before each step, as ``pipeline.core.loop`` does)."""
+    costs, correct, sizes = [], [], []
+    for index in indices:
+        x = train.features if index is None else train.features[index]
+        y = train.labels.expand(len(stack.params[0]), -1) if index is None else train.labels[index]
+        for p in stack.params:
+            p.grad = None
+        logits = stack(x)
+        losses = sample_losses(logits, y)
+        losses.mean(dim=1).sum().backward()  # each job's gradient is its own cost's
+        with torch.no_grad():
+            for block in steps:
+                block.step(stack.params)
+        costs.append(nll_sum(losses.detach()) / y.shape[1])
+        correct.append((logits.detach().max(dim=-1).indices == y).sum(dim=1))
+        if index is None:
+            return costs[0], correct[0]
+        sizes.append(y.shape[1])
+    weights = torch.tensor(sizes, dtype=torch.float64, device=train.labels.device)
+    cost = torch.stack([c @ weights / len(train) for c in torch.stack(costs, 1).double()])
+    return cost, torch.stack(correct).sum(dim=0)
+
+
+@torch.no_grad()
+def evaluate(stack: Stack, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every job's cost and accuracy on ``split``, as ``pipeline.core.evaluate`` gives them."""
+    logits = stack(split.features)
+    labels = split.labels.expand(len(logits), -1)
+    accuracy = (logits.argmax(dim=-1) == labels).float().mean(dim=1)
+    return mean_cost(logits, labels), accuracy
+
+
+@dataclass
+class Batch:
+    """A group being trained: its jobs (equal hyperparameters next to each other), their
+    stacked models and their optimizer blocks."""
+
+    jobs: list[Job]
+    stack: Stack
+    steps: list[Block]
+
+    @classmethod
+    def of(cls, jobs: Sequence[Job], device: torch.device) -> Batch:
+        ordered = sorted(jobs, key=lambda job: job.hyperparameters)
+        return cls(ordered, Stack([job.model for job in ordered], device), blocks(ordered))
+
+    def put_back(self) -> None:
+        """Each job's weights and optimizer state into its own model and optimizer."""
+        for block in self.steps:
+            for j in range(block.start, block.stop):
+                self.stack.put_back(j, self.jobs[j].model)
+                block.save(j, self.jobs[j].optimizer)
+
+
+def fit_group(
+    jobs: Sequence[Job],
+    data: Dataset,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    start_epoch: int = 0,
+    log_every: int = 100,
+    save: Callable[[int, Batch], None] | None = None,
+    save_every_s: float = math.inf,
+    on_epoch: Callable[[int], None] | None = None,
+) -> Batch:
+    """Train every job for epochs ``start_epoch``..``epochs``, as ``pipeline.core.loop.fit``
+    trains one: the same metrics, given to each job's ``record``, read every ``log_every``.
+
+    A job whose cost stops being finite gets its ``failure`` and records nothing more; the
+    others go on. ``save(epoch, batch)`` checkpoints every job, every ``save_every_s``
+    seconds and when a signal stops the group (``stop.Stop``, raised at an epoch boundary).
+    Returns the batch; its ``put_back`` gives each job its trained model and optimizer state.
+    """
+    device = data.train.features.device
+    batch = Batch.of(jobs, device)
+    jobs, stack, steps = batch.jobs, batch.stack, batch.steps
+    held: list[tuple] = []  # (epoch, time in ms, cost, correct, (val cost, val accuracy))
+    n = len(data.train)
+    done, next_save = start_epoch - 1, time.monotonic() + save_every_s
+
+    def report() -> None:
+        """Give each job the held epochs; a job's first non-finite cost is its last epoch."""
+        for epoch, ms, cost, correct, val in read(held):
+            for j, job in enumerate(jobs):
+                if job.failure is not None:
+                    continue
+                metrics = {"cost": cost[j], "accuracy": correct[j] / n}
+                if val:
+                    metrics |= {"val_cost": val[0][j], "val_accuracy": val[1][j]}
+                job.record(epoch, metrics, ms)
+                if not math.isfinite(cost[j]):
+                    fix = divergence_fix(job.optimizer.param_groups[0]["lr"], job.changed)
+                    job.failure = DivergedError(
+                        f"Training diverged: cost is {cost[j]} at epoch {epoch}. {fix}"
+                    )
+        held.clear()
+
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            indices = epoch_batches(jobs, n, batch_size, device)
+            cost, correct = train_epoch(stack, steps, data.train, indices)
+            val = evaluate(stack, data.val) if data.val is not None else ()
+            held.append((epoch, int(time.time() * 1000), cost, correct, val))
+            done = epoch
+            if on_epoch is not None:
+                on_epoch(epoch)
+            if epoch % log_every == 0 or epoch == epochs or len(held) >= 1000:
+                report()
+            if save and time.monotonic() >= next_save:
+                report()
+                save(epoch, batch)
+                next_save = time.monotonic() + save_every_s
+            stop.check()
+    except stop.Stop:
+        report()
+        if save and done >= start_epoch:
+            save(done, batch)
+        raise
+    except KeyboardInterrupt:
+        report()
+        raise
+    return batch
+
+
+def read(held: list[tuple]) -> list[tuple]:
+    """The held epochs' tensors as Python numbers, read together (one ``tolist`` each)."""
+    if not held:
+        return []
+    costs = torch.stack([h[2] for h in held]).tolist()
+    correct = torch.stack([h[3] for h in held]).tolist()
+    vals: list = [()] * len(held)
+    if held[0][4]:
+        val_costs = torch.stack([h[4][0] for h in held]).tolist()
+        val_accuracies = torch.stack([h[4][1] for h in held]).tolist()
+        vals = list(zip(val_costs, val_accuracies, strict=True))
+    return [(h[0], h[1], costs[i], correct[i], vals[i]) for i, h in enumerate(held)]
