@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pipeline.config import validate
 from pipeline.core import batched, checkpoint
 from pipeline.errors import PipelineError, first_line
+from pipeline.runtime import interrupts
 from pipeline.runtime.job import JobContext, record_job
 from pipeline.stage import (
     Built,
@@ -173,7 +174,8 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn]):
         else:
             pending.setdefault(member.decision.start_epoch, []).append(member)
     for start_epoch, members in pending.items():
-        train_batch(members, store, start_epoch)
+        with interrupts.deferred():  # a signal stops the batch at an epoch boundary
+            train_batch(members, store, start_epoch)
     for member in chunk:
         yield member, job_return(member)
 

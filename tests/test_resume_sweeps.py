@@ -30,9 +30,52 @@ def job_runs(uri: str) -> list:
 
 
 @pytest.mark.slow
-def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
+def test_an_interrupted_batched_sweep_resumes_every_job_from_its_checkpoint(tmp_path):
+    """Ctrl-C stops the batch at an epoch boundary: every job checkpointed and KILLED. The same
+    command resumes them all, batched again, and each history equals a run trained alone."""
     uri = sqlite_uri(tmp_path / "mlruns")
     process = start_cli(*SWEEP, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while len([r for r in job_runs(uri) if "checkpoint" in r.data.tags]) < 3:
+            assert time.monotonic() < deadline, "the batch never checkpointed"
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    first = {r.info.run_name: r for r in job_runs(uri)}
+    assert {name: r.info.status for name, r in first.items()} == dict.fromkeys(
+        ("seed=1", "seed=2", "seed=3"), "KILLED"
+    )
+    assert all(r.data.tags["batch.jobs"] == "3" for r in first.values())
+
+    again = run_cli(*SWEEP, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    for name, run in first.items():
+        assert f"Resuming run {name!r} ({run.info.run_id}) from epoch" in again.stdout
+    assert "Training jobs 0-2 as one batch of 3" in again.stdout
+    _, runs = sweep_runs(uri)
+    assert {r.info.run_name: r.info.run_id for r in runs} == {
+        name: r.info.run_id for name, r in first.items()
+    }
+    assert all(r.info.status == "FINISHED" for r in runs)
+    _, alone = train_into(sqlite_uri(tmp_path / "alone"), *JOB, "seed=2")
+    alone_id = alone.info.run_id
+    resumed = next(r for r in runs if r.info.run_name == "seed=2")
+    assert cost_history(uri, resumed.info.run_id) == cost_history(
+        sqlite_uri(tmp_path / "alone"), alone_id
+    )
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
+    """The basic launcher's jobs one after another: the FINISHED one is skipped, the stopped
+    one resumed, the one never started trained."""
+    uri = sqlite_uri(tmp_path / "mlruns")
+    process = start_cli(*SWEEP, "hydra/launcher=basic", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 180
         while not any(
@@ -51,7 +94,7 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
         "seed=2": "KILLED",
     }
 
-    again = run_cli(*SWEEP, cwd=tmp_path)
+    again = run_cli(*SWEEP, "hydra/launcher=basic", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     skipped = "Job 0 skipped: this configuration already FINISHED as run 'seed=1' ("
     assert skipped + first["seed=1"].info.run_id in again.stdout
@@ -70,7 +113,7 @@ def test_an_interrupted_sweep_picks_up_where_it_stopped(tmp_path):
     )
     assert len(Path(summary).read_text().strip().splitlines()) == 4  # a header, three jobs
 
-    forced = run_cli(*SWEEP, "sweep.resume=false", cwd=tmp_path)
+    forced = run_cli(*SWEEP, "hydra/launcher=basic", "sweep.resume=false", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert "skipped" not in forced.stdout
     assert len(job_runs(uri)) == 6  # every job ran again, as a new run
