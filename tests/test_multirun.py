@@ -89,6 +89,7 @@ def test_the_parent_holds_the_summary_the_cost_curves_and_the_best_run(sweep):
 def test_a_sweep_job_equals_the_same_config_run_alone(sweep, tmp_path):
     _, sweep_uri, _, _, runs = sweep
     (swept,) = [r for r in runs if r.info.run_name == "optim.lr=0.01,seed=2"]
+    assert swept.data.tags["batch.jobs"] == str(len(runs))  # the sweep trained as one batch
     alone_uri = sqlite_uri(tmp_path / "mlruns")
     _, single = train_into(alone_uri, "optim.lr=0.01", "seed=2")
     assert "mlflow.parentRunId" not in single.data.tags
@@ -112,6 +113,7 @@ def test_failing_and_diverging_jobs_are_isolated_and_reported(tmp_path):
     assert set(by_name) == {"optim.lr=1e+38", "optim.lr=0.1"}  # the swept key only
     diverged = by_name["optim.lr=1e+38"]
     assert diverged.info.status == "FAILED"
+    assert diverged.data.tags["batch.jobs"] == "2"  # it failed alone, inside its batch
     assert diverged.data.tags["failure_reason"].startswith(
         "Training diverged: cost is nan at epoch"
     )

@@ -1,0 +1,159 @@
+"""The batched loop: every job of a group trains as it would alone, bit for bit; a job that
+diverges fails alone; a stopped group resumes from its checkpoints; what cannot batch trains
+one job at a time."""
+
+from __future__ import annotations
+
+import math
+import signal
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import compose_job, run_cli, sqlite_uri, sweep_runs
+from pipeline.core import batched, checkpoint, stop
+from pipeline.core.loop import fit
+from pipeline.stage import build_data, build_run
+
+
+class Silent:
+    def update(self, epoch: int, cost: torch.Tensor) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+@pytest.mark.parametrize("n", [*range(1, 40), 255, 256, 257, 4097])
+def test_the_cost_is_summed_in_cross_entropys_order(n):
+    generator = torch.Generator().manual_seed(n)
+    logits = torch.randn(4, n, 3, generator=generator) * 5
+    labels = torch.randint(0, 3, (4, n), generator=generator)
+    alone = torch.stack([F.cross_entropy(logits[j], labels[j]) for j in range(4)])
+    assert torch.equal(batched.mean_cost(logits, labels), alone)
+
+
+def built_jobs(*configs: tuple[str, ...]):
+    """Each config's model, optimizer and shuffler as a run alone builds them, on shared data."""
+    cfgs = [compose_job(*overrides)[0] for overrides in configs]
+    data, scaler = build_data(cfgs[0])
+    builts = [build_run(cfg, data, scaler) for cfg in cfgs]
+    inputs = builts[0].prepared()
+    return cfgs, builts, inputs
+
+
+def trained_alone(configs):
+    """Each config trained by ``fit``: its records and final weights."""
+    cfgs, builts, inputs = built_jobs(*configs)
+    results = []
+    for cfg, built in zip(cfgs, builts, strict=True):
+        records = {}
+        fit(built.model, built.optimizer, inputs, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            log_every=cfg.log_every, generator=built.batches, progress=Silent(),
+            record=lambda epoch, values, ms, r=records: r.__setitem__(epoch, values))  # fmt: skip
+        results.append((records, [p.detach().clone() for p in built.model.parameters()]))
+    return results
+
+
+def trained_batched(configs, start=None, stop_at=None, saved=None):
+    """The configs trained as one group: each job's records and final weights."""
+    cfgs, builts, inputs = built_jobs(*configs)
+    if start is not None:
+        for built, state in zip(builts, start, strict=True):
+            checkpoint.restore(state, built.model, built.optimizer, built.batches)
+    records = [{} for _ in builts]
+    jobs = [
+        batched.Job(b.model, b.optimizer, b.batches,
+                    lambda epoch, values, ms, r=r: r.__setitem__(epoch, values))
+        for b, r in zip(builts, records, strict=True)
+    ]  # fmt: skip
+
+    def save(epoch, batch):
+        batch.put_back()
+        saved[:] = [
+            checkpoint.from_bytes(checkpoint.to_bytes(
+                checkpoint.capture(epoch, b.model, b.optimizer, b.batches)))
+            for b in builts
+        ]  # fmt: skip
+
+    batch = batched.fit_group(
+        jobs, inputs, epochs=cfgs[0].epochs, batch_size=cfgs[0].batch_size,
+        start_epoch=start[0]["epoch"] + 1 if start else 0, save=save,
+        on_epoch=lambda epoch: epoch == stop_at and stop.request(signal.SIGINT),
+    )  # fmt: skip
+    batch.put_back()
+    return [(r, [p.detach().clone() for p in b.model.parameters()]) for r, b in zip(
+        records, builts, strict=True)], jobs  # fmt: skip
+
+
+SWEEPS = {
+    "reference sgd": ((), ("optim.lr=0.01",), ("optim.lr=0.3", "seed=2")),
+    "momentum nesterov decay": tuple(
+        ("optim.momentum=0.9", "optim.nesterov=true", "optim.weight_decay=0.001", lr, seed)
+        for lr in ("optim.lr=0.1", "optim.lr=0.01")
+        for seed in ("seed=1", "seed=2")
+    ),
+    "adam": (("optim=adam",), ("optim=adam", "optim.lr=0.1", "seed=3")),
+    "adamw mlp on wine": tuple(
+        ("data=wine", "model=mlp", "optim=adamw", "epochs=60", lr, "seed=2")
+        for lr in ("optim.lr=0.01", "optim.lr=0.001")
+    ),
+    "iris mini-batches": tuple(
+        ("data=iris", "batch_size=16", "epochs=80", lr, seed)
+        for lr in ("optim.lr=0.1", "optim.lr=0.3")
+        for seed in ("seed=1", "seed=5")
+    ),
+    "iris_mlp": tuple(("experiment=iris_mlp", "epochs=30", seed) for seed in ("seed=1", "seed=2")),
+}
+
+
+@pytest.mark.parametrize("configs", SWEEPS.values(), ids=SWEEPS.keys())
+def test_every_job_of_a_group_trains_as_it_would_alone_bit_for_bit(configs):
+    alone = trained_alone(configs)
+    together, _ = trained_batched(configs)
+    for (records, weights), (batch_records, batch_weights) in zip(alone, together, strict=True):
+        assert batch_records == records  # every epoch's cost, accuracy and val_* metrics
+        assert all(torch.equal(a, b) for a, b in zip(weights, batch_weights, strict=True))
+
+
+def test_a_stopped_group_resumed_from_its_checkpoints_equals_one_never_stopped():
+    configs = SWEEPS["iris mini-batches"]
+    whole, _ = trained_batched(configs)
+    saved = []
+    with pytest.raises(stop.Stop):
+        trained_batched(configs, stop_at=40, saved=saved)
+    assert {state["epoch"] for state in saved} == {40}
+    rest, _ = trained_batched(configs, start=saved)
+    for (records, weights), (resumed, resumed_weights) in zip(whole, rest, strict=True):
+        assert resumed == {e: v for e, v in records.items() if e > 40}
+        assert all(torch.equal(a, b) for a, b in zip(weights, resumed_weights, strict=True))
+
+
+def test_a_diverging_job_fails_alone_and_the_others_train_on():
+    configs = (("optim.lr=1e38", "epochs=50"), ("optim.lr=0.1", "epochs=50"))
+    ((diverged, _), (healthy, _)), jobs = trained_batched(configs)
+    assert jobs[1].failure is None
+    assert str(jobs[0].failure).startswith("Training diverged: cost is nan at epoch")
+    last = max(diverged)  # recorded up to its first non-finite cost, nothing after
+    assert math.isnan(diverged[last]["cost"])
+    assert all(math.isfinite(values["cost"]) for epoch, values in diverged.items() if epoch < last)
+    assert healthy == trained_alone(configs[1:])[0][0]
+
+
+def test_what_cannot_batch_says_why():
+    _, builts, _ = built_jobs(("optim=lbfgs",), ("model=mlp", "model.dropout=0.5"))
+    assert batched.why_not_batchable(builts[0].model, builts[0].optimizer) == (
+        "LBFGS has no batched update (SGD, Adam and AdamW have)"
+    )
+    assert batched.why_not_batchable(builts[1].model, builts[1].optimizer) == (
+        "dropout draws random numbers per job"
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_that_cannot_batch_trains_one_job_at_a_time(tmp_path):
+    result = run_cli("-m", "optim=lbfgs", "seed=1,2", "epochs=5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Jobs 0, 1 train one at a time: LBFGS has no batched update" in result.stdout
+    _, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert not any("batch.jobs" in r.data.tags for r in runs)
