@@ -157,3 +157,37 @@ def test_a_sweep_that_cannot_batch_trains_one_job_at_a_time(tmp_path):
     _, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert not any("batch.jobs" in r.data.tags for r in runs)
+
+
+JOB_OVERRIDES = [
+    ["optim.lr=0.1", "seed=2"],
+    ["optim=adam", "optim.lr=0.003"],
+    ["experiment=iris_mlp", "seed=3", "+tracking.tags.purpose=test"],
+    ["data=iris", "batch_size=16", "model=mlp", "model.hidden=[8,4]"],
+]
+
+
+def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composition():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_launcher.compose import Composer
+    from pipeline.config import CONF_DIR, register_configs
+
+    register_configs()
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        master = compose("config", return_hydra_config=True)
+        OmegaConf.update(master, "hydra.job.config_name", "config", force_add=True)
+        loader = GlobalHydra.instance().config_loader()
+        composer = Composer(loader, master)
+        for overrides in JOB_OVERRIDES:
+            ours, hydras = composer(overrides), loader.load_sweep_config(master, overrides)
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras)
+        assert len(composer.composed) == 4  # none, optim=adam, experiment=..., data+model
+        assert composer(["optim.lr=0.5"]).optim.lr == 0.5
+        assert len(composer.composed) == 4  # values only: the first composition, copied
+        with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
+            composer(["optim.lrr=0.5"])

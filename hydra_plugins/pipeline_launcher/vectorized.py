@@ -21,6 +21,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.pipeline_launcher.compose import Composer
+
 log = logging.getLogger(__name__)
 
 
@@ -53,10 +55,11 @@ class VectorizedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, batched where they can train together", len(job_overrides))
+        compose = Composer(self.hydra_context.config_loader, self.config)
         configs = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            configs.append(self.job_config(num, list(overrides)))
+            configs.append(self.job_config(compose(list(overrides)), num))
         console_logging(configs[0])
         from pipeline.group import launch, run_alone  # torch and MLflow load here
 
@@ -66,10 +69,9 @@ class VectorizedLauncher(Launcher):
         finally:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
-    def job_config(self, num: int, overrides: list[str]) -> DictConfig:
-        """The job's composed config, its dir made and its ``.hydra`` files written, as
-        ``run_job`` does before it calls the task."""
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+    def job_config(self, config: DictConfig, num: int) -> DictConfig:
+        """The job's composed ``config`` numbered, its dir made and its ``.hydra`` files
+        written, as ``run_job`` does before it calls the task."""
         with open_dict(config):
             config.hydra.job.id = num
             config.hydra.job.num = num
