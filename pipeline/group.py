@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -247,7 +248,9 @@ def open_member(member: Member, store: Store, size: int) -> None:
     member.decision = Decision(start, member.decision.start_epoch)
     member.run_id = open_run(store.client, store.experiment_id, member.job, start)
     record_job(member.job, run_id=member.run_id)
-    member.metrics = MetricBuffer(store.client, member.run_id, start.flush_every_s, start.recorded)
+    # Written at each checkpoint and at the end: a buffer per job flushing on its own clock
+    # would be hundreds of writes every few seconds.
+    member.metrics = MetricBuffer(store.client, member.run_id, math.inf, start.recorded)
     member.checkpoints = Checkpoints(store.client, store.client.get_run(member.run_id))
     if start.resume is None:
         log_inputs(store.client, member.run_id, member.cfg, member.job, member.built.data)
