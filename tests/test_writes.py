@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -27,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from conftest import sqlite_uri
+from conftest import cli_env, sqlite_uri
 from helpers.servers import free_port, start_server, stop_group
 from pipeline.tracking.run import models
 from pipeline.tracking.run.metrics import MetricBuffer
@@ -391,3 +392,36 @@ def test_many_runs_models_recorded_in_one_transaction(sqlite_store):
         table = pd.DataFrame(example.double().numpy(), columns=features)
         expected = torch.softmax(model(example), dim=1).detach().numpy()
         assert (loaded.predict(table).to_numpy() == expected).all()
+
+
+WRITER = """
+import sys
+from mlflow.tracking import MlflowClient
+from pipeline.tracking.run.metrics import MetricBuffer
+uri, run_id = sys.argv[1:]
+buffer = MetricBuffer(MlflowClient(uri), run_id, flush_every_s=600)
+for step in range(10000):
+    buffer.log(step, {"cost": float(step), "accuracy": 0.5}, timestamp_ms=1)
+    if step % 2000 == 1999:
+        buffer.flush()  # 4000 values: two transactions
+"""
+
+
+@pytest.mark.slow  # three processes' imports: ~10 s on 2 cores
+def test_parallel_processes_flushing_into_one_sqlite_store_wait_for_each_other(sqlite_store):
+    client = MlflowClient(sqlite_store)
+    runs = [two_runs(client)[0] for _ in range(3)]
+    env = cli_env({"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, sqlite_store, run_id], env=env,
+                         stderr=subprocess.PIPE, text=True)
+        for run_id in runs
+    ]  # fmt: skip
+    log_with_mlflow(client, runs[0], [("mlflow", float(s), T, s) for s in range(3000)])
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    for run_id in runs:
+        history = client.get_metric_history(run_id, "cost")
+        assert sorted(m.step for m in history) == list(range(10000))
+        assert client.get_run(run_id).data.tags["progress.epoch"] == "9999"
+    assert len(client.get_metric_history(runs[0], "mlflow")) == 3000

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql.expression import Executable
 
 # (run id, metric key, value, timestamp in ms, step): one value of a run's metric history.
 Row = tuple[str, str, float, int, int]
@@ -42,6 +43,9 @@ VERIFIED_REVISIONS = frozenset({"dc11669786a5"})
 DIALECTS = ("sqlite", "postgresql")  # the databases tests/test_writes.py writes to
 LOG_BATCH_LIMIT = 1000  # metrics per log_batch request: MLflow's limit (the fallback)
 BUSY_TIMEOUT_S = 120  # sqlite: wait this long for another process's write, rather than fail
+# sqlite: the page cache of a writing connection, at most (2 MiB by default). The indexes of a
+# large store stay in memory: 600,600 rows of 300 runs in one call 9.7 -> 7.6 us a row.
+CACHE_KIB = 256 * 1024
 RUN_IDS_PER_QUERY = 500  # bound parameters of one IN (...)
 MAX_DOUBLE = 1.7976931348623157e308  # what MLflow stores for +/-inf (SQL has no infinity)
 
@@ -66,7 +70,8 @@ def engine(uri: str) -> Engine:
     """This process's engine for the store ``uri`` (one per URI). sqlite: every transaction
     takes the write lock when it begins (``BEGIN IMMEDIATE``) and waits up to
     ``BUSY_TIMEOUT_S`` for another process's, so parallel writers queue instead of failing;
-    foreign keys are enforced, as in MLflow's sessions. Journal and sync stay as MLflow has them."""
+    foreign keys are enforced, as in MLflow's sessions; a larger page cache (``CACHE_KIB``).
+    Journal and sync stay as MLflow has them: a crash loses no committed row."""
     from sqlalchemy import create_engine, event
 
     if dialect(uri) != "sqlite":
@@ -77,6 +82,7 @@ def engine(uri: str) -> Engine:
     def _connect(connection, _record) -> None:
         connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
     @event.listens_for(created, "begin")
     def _begin(connection: Connection) -> None:
@@ -131,10 +137,28 @@ def write_metrics(
     with engine(uri).begin() as connection:
         _check_active(connection, run_ids)
         if metrics:
-            connection.execute(_insert_metrics(uri), metrics)
-            connection.execute(_upsert_latest(uri), list(latest.values()))
+            _execute_many(connection, _insert_metrics(uri), METRIC_COLUMNS, metrics)
+            _execute_many(connection, _upsert_latest(uri), METRIC_COLUMNS, [*latest.values()])
         if tag_rows:
-            connection.execute(_upsert_tags(uri), tag_rows)
+            _execute_many(connection, _upsert_tags(uri), TAG_COLUMNS, tag_rows)
+
+
+def _execute_many(
+    connection: Connection, statement: Executable, columns: Sequence[str], rows: list[tuple]
+) -> None:
+    """One ``executemany`` of ``statement`` compiled for the connection's database, ``rows``
+    (tuples of ``columns``) handed to the driver as they are (plain str, int, float, bool need
+    no conversion): SQLAlchemy's bind processing of each row would cost as much as the insert."""
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
+    if compiled.positional:  # sqlite's ?, in the compiled order
+        order = [columns.index(name) for name in compiled.positiontup or []]
+        if order != list(range(len(columns))):
+            rows = [tuple(row[i] for i in order) for row in rows]
+        connection.exec_driver_sql(str(compiled), rows)
+    else:  # psycopg's %(name)s
+        connection.exec_driver_sql(
+            str(compiled), [dict(zip(columns, r, strict=True)) for r in rows]
+        )
 
 
 @dataclass(frozen=True)
@@ -230,9 +254,13 @@ def _check_experiments(connection: Connection, experiment_ids: list[int]) -> Non
             )
 
 
-def _metric_rows(rows: Sequence[Row]) -> tuple[list[dict], dict[tuple[str, str], dict]]:
-    """The ``metrics`` rows to insert, and per (run, key) the newest of them: MLflow's
-    ``latest_metrics`` order, (step, timestamp, value), the first of equals kept."""
+# The columns of the rows ``_metric_rows`` makes, in this order.
+METRIC_COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+
+
+def _metric_rows(rows: Sequence[Row]) -> tuple[list[tuple], dict[tuple[str, str], tuple]]:
+    """The ``metrics`` rows to insert (``METRIC_COLUMNS``), and per (run, key) the newest of
+    them: MLflow's ``latest_metrics`` order, (step, timestamp, value), the first of equals."""
     from mlflow.utils.validation import _validate_metric
 
     checked: set[str] = set()
@@ -244,19 +272,18 @@ def _metric_rows(rows: Sequence[Row]) -> tuple[list[dict], dict[tuple[str, str],
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
         stored, is_nan = sanitized(float(value))
-        row = {
-            "run_uuid": run_id, "key": key, "value": stored, "timestamp": int(timestamp),
-            "step": int(step), "is_nan": is_nan,
-        }  # fmt: skip
+        row = (run_id, key, stored, int(timestamp), int(step), is_nan)
         metrics.append(row)
         newest = latest.get((run_id, key))
-        order = (row["step"], row["timestamp"], stored)
-        if newest is None or order > (newest["step"], newest["timestamp"], newest["value"]):
+        if newest is None or (row[4], row[3], stored) > (newest[4], newest[3], newest[2]):
             latest[(run_id, key)] = row
     return metrics, latest
 
 
-def _tag_rows(tags: Mapping[str, Mapping[str, str]]) -> list[dict]:
+TAG_COLUMNS = ("run_uuid", "key", "value")
+
+
+def _tag_rows(tags: Mapping[str, Mapping[str, str]]) -> list[tuple]:
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
     from mlflow.utils.validation import _validate_tag
 
@@ -270,7 +297,7 @@ def _tag_rows(tags: Mapping[str, Mapping[str, str]]) -> list[dict]:
                     INVALID_PARAMETER_VALUE,
                 )
             tag = _validate_tag(key, str(value))
-            found.append({"run_uuid": run_id, "key": tag.key, "value": tag.value})
+            found.append((run_id, tag.key, tag.value))
     return found
 
 
