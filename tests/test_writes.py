@@ -221,6 +221,8 @@ def test_an_unknown_schema_revision_gets_mlflows_log_batch(tmp_path, sqlite_stor
     with sqlite3.connect(tmp_path / "copy" / "mlflow.db") as db:
         db.execute("UPDATE alembic_version SET version_num = 'a0a0a0a0a0a0'")
     assert not bulk.writes_directly(uri)
+    assert not bulk.writes_directly(sqlite_uri(tmp_path / "none"))  # none is created there
+    assert not (tmp_path / "none" / "mlflow.db").exists()
     rows = [(ours, *row) for row in FIRST] * 2 + [(ours, "long", 1.0, T, s) for s in range(1500)]
     bulk.write_metrics(uri, rows, {ours: {"phase": "x"}}, client=client)
     log_with_mlflow(client, mlflows, FIRST + [("long", 1.0, T, s) for s in range(1500)])

@@ -91,17 +91,30 @@ def engine(uri: str) -> Engine:
     return created
 
 
-@functools.cache
+_revisions: dict[str, str] = {}  # URI -> its schema revision, once read
+
+
 def revision(uri: str) -> str | None:
-    """The store's alembic schema revision (None without one), read once per process."""
+    """The store's alembic schema revision, read once per process; None where there is none
+    yet (a sqlite file that does not exist is not created: MLflow creates stores)."""
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
+    from pipeline.tracking.store.access import sqlite_path
+
+    if uri in _revisions:
+        return _revisions[uri]
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        return None
     try:
         with engine(uri).connect() as connection:
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError:
         return None
+    if found is not None:
+        _revisions[uri] = found
+    return found
 
 
 def writes_directly(uri: str) -> bool:
