@@ -153,6 +153,7 @@ def test_bulk_writes_read_back_as_mlflows_own_on_sqlite(sqlite_store):
     bulk.write_metrics(sqlite_store, [(ours, *row) for row in FIRST])
     log_with_mlflow(client, mlflows, FIRST)
     described = []
+    mlflow.set_tracking_uri(sqlite_store)  # not one an earlier test of this process set
     for run_id in (ours, mlflows):  # `mlflow runs describe`, as a user runs it
         from mlflow.runs import commands
 
