@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import mlflow
 from hydra.core.utils import JobReturn, JobStatus, run_job
 from mlflow.entities import RunStatus, RunTag
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from pipeline.config import validate
+from pipeline.config.params import params
 from pipeline.core import batched, checkpoint
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts
@@ -38,17 +38,19 @@ from pipeline.stage import (
     build_data,
     build_run,
     decide,
-    finished,
+    deployable,
+    final_metrics,
     log_inputs,
-    record,
     steering,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.files import log_job_files
 from pipeline.tracking.run.lifecycle import GroupHeartbeat, attempt_dir, open_run
-from pipeline.tracking.run.metrics import MetricBuffer
-from pipeline.tracking.store.redact import redact
+from pipeline.tracking.run.metrics import MetricBuffer, flush_all
+from pipeline.tracking.run.models import template_for, writes_directly
+from pipeline.tracking.store.bulk import write_logged_models
+from pipeline.tracking.store.redact import redact, redact_value
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # hydra/job_logging's file
@@ -71,6 +73,11 @@ class Member:
     checkpoints: Checkpoints | None = None
     lines: list[tuple[int, str]] = field(default_factory=list)  # (time in ms, epoch line)
     outcome: Outcome | BaseException | None = None
+    trained: batched.Job | None = None  # its part of the batch
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self.trained.failure if self.trained else None
 
     def log_line(self, epoch: int, values: dict[str, float], ms: int) -> None:
         self.metrics.log(epoch, values, ms)
@@ -161,7 +168,6 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn]):
             yield member, alone(member.config)
         return
     store = Store.open(chunk[0].cfg)
-    mlflow.set_tracking_uri(store.uri)  # each run is recorded as the active run in turn
     pending: dict[int, list[Member]] = {}
     for member in chunk:
         try:
@@ -202,6 +208,8 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
         for m in members
     ]  # fmt: skip
     by_job = {id(job): member for job, member in zip(jobs, members, strict=True)}
+    for job, member in zip(jobs, members, strict=True):
+        member.trained = job
     started = time.monotonic()
     try:
         batch = batched.fit_group(
@@ -211,8 +219,7 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
         )  # fmt: skip
     except KeyboardInterrupt:
         heartbeat.stop()
-        for member in members:
-            close(member, RunStatus.KILLED)
+        close(members, RunStatus.KILLED)
         log.warning(
             "Stopped %d runs of this batch; run the same command again to resume them",
             len(members),
@@ -220,21 +227,20 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
         raise
     except Exception as err:
         heartbeat.stop()
-        for member in members:
-            close(member, RunStatus.FAILED, err)
+        close(members, RunStatus.FAILED, lambda member, err=err: err)
         return
     heartbeat.stop()
     batch.put_back()
-    log.info("Batch trained in %.1f s", time.monotonic() - started)
-    for job in batch.jobs:
-        member = by_job[id(job)]
-        if job.failure is not None:
-            close(member, RunStatus.FAILED, job.failure)
-            continue
-        try:
-            record_member(member, store)
-        except Exception as err:  # this job's record failed (its run is FAILED): the rest go on
-            fail(member, err)
+    trained = time.monotonic()
+    failed = [by_job[id(job)] for job in batch.jobs if job.failure is not None]
+    close(failed, RunStatus.FAILED, lambda member: member.failure)
+    done = [m for m in members if m not in failed]
+    record_all(done, store)
+    log.info(
+        "Batch of %d: trained in %.1f s, recorded in %.1f s%s", len(members),
+        trained - started, time.monotonic() - trained,
+        f"; {len(failed)} failed" if failed else "",
+    )  # fmt: skip
 
 
 def compact(nums: list[int | None]) -> str:
@@ -257,78 +263,99 @@ def open_member(member: Member, store: Store, size: int) -> None:
 
 
 def save_all(epoch: int, batch: batched.Batch, by_job: dict[int, Member]) -> None:
-    """Checkpoint every job of ``batch`` after ``epoch``, in the format a run alone saves."""
+    """Checkpoint every job of ``batch`` after ``epoch``, in the format a run alone saves, its
+    metrics written first (all jobs' at once)."""
     batch.put_back()
-    for job in batch.jobs:
-        member = by_job[id(job)]
-        member.metrics.flush()
+    members = [by_job[id(job)] for job in batch.jobs]
+    flush_all([m.metrics for m in members])
+    for member in members:
         built = member.built
         state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches)
         member.checkpoints.save(state)
 
 
-def close(member: Member, status: RunStatus, err: BaseException | None = None) -> None:
-    """End a job's run that did not finish: metrics and files written, the reason tagged."""
-    client, run_id = member.metrics.client, member.run_id
-    member.metrics.flush()
-    if err is not None:
-        resumable = str(getattr(err, "resumable", True)).lower()
-        tags = {FAILURE_REASON: redact(first_line(err)), FAILURE_RESUMABLE: resumable}
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        fail(member, err)
-    handler = write_log(member)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            handler.flush()
-            log_job_files(member.job.output_dir, attempt_dir(member.decision.start.attempt))
-            mlflow.end_run(RunStatus.to_string(status))
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-    if err is None:
-        record_job(member.job, status=RunStatus.to_string(status))
+def close(members: list[Member], status: RunStatus,
+          reason: Callable[[Member], BaseException] | None = None) -> None:  # fmt: skip
+    """End the runs of jobs that did not finish: metrics and files written, the reason
+    (``reason(member)``) tagged and recorded in the job dir."""
+    flush_all([m.metrics for m in members])
+    for member in members:
+        client, run_id = member.metrics.client, member.run_id
+        if reason is not None:
+            err = reason(member)
+            resumable = str(getattr(err, "resumable", True)).lower()
+            tags = {FAILURE_REASON: redact(first_line(err)), FAILURE_RESUMABLE: resumable}
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            fail(member, err)
+        else:
+            record_job(member.job, status=RunStatus.to_string(status))
+        write_log(member)
+        attempt = attempt_dir(member.decision.start.attempt)
+        log_job_files(client, run_id, member.job.output_dir, attempt)
+        client.set_terminated(run_id, RunStatus.to_string(status))
 
 
-def record_member(member: Member, store: Store) -> None:
-    """Record the job's trained model and close its run FINISHED, as a run alone does."""
-    cfg, built = member.cfg, member.built
-
-    def save_checkpoint(epoch: int) -> None:
-        member.metrics.flush()
-        state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches)
-        member.checkpoints.save(state)
-
-    handler = write_log(member)
-    try:
-        with mlflow.start_run(run_id=member.run_id):
-            final = record(cfg, built, member.metrics, member.checkpoints, save_checkpoint)
-            member.metrics.flush()
-            name = member.decision.start.run_name
-            member.outcome = finished(cfg, store, name, member.run_id, final)
-            handler.flush()
-            attempt = attempt_dir(member.decision.start.attempt)
-            log_job_files(member.job.output_dir, attempt)
+def record_all(members: list[Member], store: Store) -> None:
+    """Record each job's trained model as a run alone does (final metrics, test report, model),
+    the models and metrics of all in one write each, and close the runs FINISHED."""
+    uri, client, records = store.uri, store.client, []
+    direct = writes_directly(uri, store.experiment_id)
+    for member in members:
+        cfg, built = member.cfg, member.built
+        if cfg.checkpoint.keep and (member.checkpoints.latest or {}).get("epoch") != cfg.epochs:
+            flush_all([member.metrics])
+            state = checkpoint.capture(cfg.epochs, built.model, built.optimizer, built.batches)
+            member.checkpoints.save(state)
+        final = final_metrics(built, client, member.run_id)
+        member.metrics.log_summary(final)
+        data = built.data
+        model = deployable(built)
+        template = template_for(model, built.example, data.class_names, data.feature_names)
+        params = {k: str(v) for k, v in params_of(member).items()}
+        if direct:
+            records += template.write_files(uri, member.run_id, model, store.experiment_id, params)
+        else:
+            template.log(client, member.run_id, model, store.experiment_id, params)
+        member.outcome = Outcome(member.run_id, final, final[cfg.sweep.metric.name])
+    if records:
+        write_logged_models(uri, records)
+    flush_all([m.metrics for m in members])
+    for member in members:
+        if not member.cfg.checkpoint.keep and member.checkpoints.latest:
+            member.checkpoints.remove()
+        final = member.outcome.metrics
+        summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
+        member.lines.append(
+            (now_ms(), f"Run {member.decision.start.run_name!r} finished: {summary}")
+        )
+        write_log(member)
+        attempt = attempt_dir(member.decision.start.attempt)
+        log_job_files(client, member.run_id, member.job.output_dir, attempt)
+        client.set_terminated(member.run_id, "FINISHED")
         record_job(member.job, status="FINISHED")
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
-def write_log(member: Member) -> logging.Handler:
-    """The job's log file (what a job alone writes): its epoch lines, then whatever is logged
-    until the returned handler is removed."""
+def params_of(member: Member) -> dict:
+    """The params the run logged (its config's), which its LoggedModels carry too."""
+    return {k: redact_value(v) for k, v in params(member.cfg, member.job.choices).items()}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def write_log(member: Member) -> None:
+    """Add the job's lines (its epochs', how it ended) to its log file, as a job alone writes
+    them (``hydra/job_logging``'s file format)."""
     path = member.job.output_dir / f"{member.config.hydra.job.name}.log"
     formatter = logging.Formatter(LOG_FORMAT)
     with path.open("a") as out:
         for ms, line in member.lines:
-            record = logging.LogRecord("pipeline.core.loop", logging.INFO, "", 0, line, None, None)
+            name = "pipeline.core.loop" if line.startswith("Epoch") else "pipeline.stage"
+            record = logging.LogRecord(name, logging.INFO, "", 0, line, None, None)
             record.created, record.msecs = ms / 1000, ms % 1000
             out.write(formatter.format(record) + "\n")
     member.lines.clear()
-    handler = logging.FileHandler(path)
-    handler.setFormatter(formatter)
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 def run_alone(hydra_context, task_function) -> Callable[[DictConfig], JobReturn]:

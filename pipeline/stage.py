@@ -210,21 +210,34 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
     its checkpoint kept or removed. Returns the final metrics."""
     if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
         save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
-    model, inputs, data = built.model, built.prepared(), built.data
-    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
-    if inputs.test is not None:
-        final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
-        log_test_report(*predicted_and_actual(model, inputs.test), data.class_names)
-    # What a sweeper minimizes by default: the validation cost, else the training cost.
-    final["objective"] = (
-        evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
-    )
+    final = final_metrics(built, metrics.client, metrics.run_id)
     metrics.log_summary(final)
-    deployable = torch.nn.Sequential(built.scaler, model) if built.scaler else model
-    log_model(deployable.cpu(), built.example, data.class_names, data.feature_names)
+    data = built.data
+    log_model(deployable(built), built.example, data.class_names, data.feature_names)
     if not cfg.checkpoint.keep:
         checkpoints.remove()
     return final
+
+
+def final_metrics(built: Built, client: MlflowClient, run_id: str) -> dict[str, float]:
+    """The trained model's final training metrics, test metrics and report (with a test split),
+    and the ``objective`` a sweeper minimizes: the validation cost, else the training cost."""
+    model, inputs = built.model, built.prepared()
+    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
+    if inputs.test is not None:
+        final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
+        report = predicted_and_actual(model, inputs.test)
+        log_test_report(client, run_id, *report, built.data.class_names)
+    final["objective"] = (
+        evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
+    )
+    return final
+
+
+def deployable(built: Built) -> torch.nn.Module:
+    """The model to log: standardization (if any) then the trained model, on the CPU."""
+    model = torch.nn.Sequential(built.scaler, built.model) if built.scaler else built.model
+    return model.cpu()
 
 
 def log_inputs(

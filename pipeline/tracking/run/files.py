@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import yaml
 from mlflow.entities import Param
@@ -53,9 +52,11 @@ def recorded_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
     return config
 
 
-def log_job_files(output_dir: Path | None, under: str = "") -> None:
+def log_job_files(
+    client: MlflowClient, run_id: str, output_dir: Path | None, under: str = ""
+) -> None:
     """A job's composed config (``.hydra/*.yaml`` as ``hydra/``) and its log (``*.log``), from
-    its output dir, secrets masked, under the artifact dir ``under``."""
+    its output dir, secrets masked, under the artifact dir ``under`` of run ``run_id``."""
     if output_dir is None:
         return
     for handler in logging.getLogger().handlers:
@@ -64,10 +65,16 @@ def log_job_files(output_dir: Path | None, under: str = "") -> None:
     files = {f"hydra/{path.name}": path for path in (output_dir / ".hydra").glob("*.yaml")}
     files |= {path.name: path for path in output_dir.glob("*.log")}
     for name, path in sorted(files.items()):
-        mlflow.log_text(redact(path.read_text(errors="replace")), f"{under}{name}")
+        client.log_text(run_id, redact(path.read_text(errors="replace")), f"{under}{name}")
 
 
-def log_test_report(predicted: np.ndarray, actual: np.ndarray, class_names: list[str]) -> None:
+def log_test_report(
+    client: MlflowClient,
+    run_id: str,
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    class_names: list[str],
+) -> None:
     """Log ``test_report.json`` (precision, recall, f1 per class) and ``confusion_matrix.png``."""
     import matplotlib
 
@@ -75,7 +82,7 @@ def log_test_report(predicted: np.ndarray, actual: np.ndarray, class_names: list
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    mlflow.log_dict(class_report(predicted, actual, class_names), "test_report.json")
+    client.log_dict(run_id, class_report(predicted, actual, class_names), "test_report.json")
     size = max(4.0, 0.5 * len(class_names) + 2)
     figure, axes = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
@@ -87,5 +94,5 @@ def log_test_report(predicted: np.ndarray, actual: np.ndarray, class_names: list
         colorbar=False,
     )
     axes.set_title("Test set confusion matrix")
-    mlflow.log_figure(figure, "confusion_matrix.png")
+    client.log_figure(run_id, figure, "confusion_matrix.png")
     plt.close(figure)

@@ -116,7 +116,7 @@ def _reopen(client: MlflowClient, run: Run, tags: dict[str, str]) -> Run:
             client.delete_tag(run_id, tag)
     info = mlflow.start_run(run_id=run_id, tags={**tags, RESUME_COUNT: str(attempt)}).info
     if lost.is_dir() and not any(path.endswith(".log") for path in logged):
-        log_job_files(lost, attempt_dir(attempt))
+        log_job_files(client, run_id, lost, attempt_dir(attempt))
     return info
 
 
@@ -157,7 +157,7 @@ def tracked_run(
             try:
                 heartbeat.stop()
                 metrics.flush()
-                log_job_files(job.output_dir, attempt_dir(start.attempt))
+                log_job_files(client, info.run_id, job.output_dir, attempt_dir(start.attempt))
             finally:
                 mlflow.end_run(RunStatus.to_string(status))
 

@@ -55,6 +55,17 @@ class MetricBuffer:
         """Metrics of the trained model (``final_cost``, ``test_accuracy``, ...), at step 0."""
         self.pending.append((0, int(time.time() * 1000), values))
 
+    def drain(self) -> tuple[list[Row], dict[str, str]]:
+        """What ``flush`` would write, taken out of the buffer: the rows and the run's tags."""
+        rows: list[Row] = [
+            (self.run_id, key, value, timestamp, step)
+            for step, timestamp, values in self.pending
+            for key, value in values.items()
+            if step > self.recorded.get(key, -1)
+        ]
+        self.pending = []
+        return rows, {} if self.last_epoch is None else {PROGRESS_EPOCH: str(self.last_epoch)}
+
     def flush(self) -> None:
         """Write what is held in chunks of ``CHUNK`` (step order), a transaction each; the last
         one also says how far the run got (the ``progress.epoch`` tag): a store never has that
@@ -75,3 +86,24 @@ class MetricBuffer:
             write_metrics(uri, chunks[-1], {self.run_id: done} if done else None, self.client)
             self.pending = []
         self.next_flush = time.monotonic() + self.flush_every_s
+
+
+ROWS_PER_WRITE = 250_000  # a sqlite store's write lock is then held ~2 s at a time
+
+
+def flush_all(buffers: list[MetricBuffer]) -> None:
+    """Flush many runs' buffers (a batched group) in a few transactions: runs whole, each with
+    its ``progress.epoch`` tag, ``ROWS_PER_WRITE`` rows or so a transaction."""
+    if not buffers:
+        return
+    client, rows, tags = buffers[0].client, [], {}
+    for buffer in buffers:
+        run_rows, run_tags = buffer.drain()
+        rows += run_rows
+        if run_tags:
+            tags[buffer.run_id] = run_tags
+        if len(rows) >= ROWS_PER_WRITE:
+            write_metrics(client.tracking_uri, rows, tags, client)
+            rows, tags = [], {}
+    if rows or tags:
+        write_metrics(client.tracking_uri, rows, tags, client)
