@@ -79,11 +79,13 @@ class Member:
     def failure(self) -> BaseException | None:
         return self.trained.failure if self.trained else None
 
-    def log_line(self, epoch: int, values: dict[str, float], ms: int) -> None:
-        self.metrics.log(epoch, values, ms)
-        if epoch % self.cfg.log_every == 0 or epoch == self.cfg.epochs:
-            line = f"Epoch {epoch:4d}/{self.cfg.epochs} Cost: {values['cost']:.6f}"
-            self.lines.append((ms, line))
+    def log_epochs(self, epochs: list[tuple[int, int, dict[str, float]]]) -> None:
+        """Keep the epochs' metrics to write, and the lines a run alone would log."""
+        self.metrics.log_many(epochs)
+        every, last = self.cfg.log_every, self.cfg.epochs
+        for epoch, ms, values in epochs:
+            if epoch % every == 0 or epoch == last:
+                self.lines.append((ms, f"Epoch {epoch:4d}/{last} Cost: {values['cost']:.6f}"))
 
 
 def group_key(member: Member) -> str:
@@ -143,7 +145,7 @@ def fail(member: Member, err: BaseException) -> None:
 def job_return(member: Member) -> JobReturn:
     """What Hydra's ``run_job`` would return for the job."""
     ret = JobReturn()
-    ret.cfg, ret.hydra_cfg = member.cfg, OmegaConf.create({"hydra": member.config.hydra})
+    ret.cfg, ret.hydra_cfg = member.cfg, member.config  # (its hydra node: as run_job gives)
     ret.overrides = list(member.job.overrides)
     ret.working_dir = str(Path.cwd())
     ret.task_name = str(member.config.hydra.job.name)
@@ -203,7 +205,7 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
     )  # fmt: skip
     heartbeat = GroupHeartbeat(store.client, [m.run_id for m in members])
     jobs = [
-        batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_line,
+        batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_epochs,
                     steering(m.job.overrides))
         for m in members
     ]  # fmt: skip

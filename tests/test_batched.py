@@ -63,7 +63,7 @@ def trained_batched(configs, start=None, stop_at=None, saved=None):
     records = [{} for _ in builts]
     jobs = [
         batched.Job(b.model, b.optimizer, b.batches,
-                    lambda epoch, values, ms, r=r: r.__setitem__(epoch, values))
+                    lambda epochs, r=r: r.update((e, values) for e, _, values in epochs))
         for b, r in zip(builts, records, strict=True)
     ]  # fmt: skip
 

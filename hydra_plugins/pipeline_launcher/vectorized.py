@@ -10,6 +10,7 @@ where a dataclass cannot resolve string annotations.)
 import logging
 import logging.config
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +76,18 @@ class VectorizedLauncher(Launcher):
         with open_dict(config):
             config.hydra.job.id = num
             config.hydra.job.num = num
-        HydraConfig.instance().set_config(config)  # for the ${hydra:...} in the dir's name
+        if "${hydra:" in str(OmegaConf.to_container(config.hydra.sweep)):
+            HydraConfig.instance().set_config(config)  # the dir's name asks Hydra's resolver
         output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
         with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
             config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-        HydraConfig.instance().set_config(config)
         output_dir.mkdir(parents=True, exist_ok=True)
         if config.hydra.output_subdir is not None:
             hydra_dir = output_dir / str(config.hydra.output_subdir)
             task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             _save_config(task, "config.yaml", hydra_dir)
-            _save_config(OmegaConf.create({"hydra": config.hydra}), "hydra.yaml", hydra_dir)
+            hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
+            (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
             _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
         return config
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from pipeline.core import stop
 from pipeline.core.data import Dataset, Split
-from pipeline.core.loop import DivergedError, Record, divergence_fix
+from pipeline.core.loop import DivergedError, divergence_fix
 
 BATCHABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
@@ -55,12 +55,13 @@ def why_not_batchable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str
 @dataclass
 class Job:
     """One job of a group: its model and optimizer (built with its seed, maybe restored from a
-    checkpoint), its mini-batch shuffler, where its metrics go, and what its user set."""
+    checkpoint), its mini-batch shuffler, where its metrics go (``record``: several epochs'
+    at once), and what its user set."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     batches: torch.Generator
-    record: Record
+    record: Callable[[list[tuple[int, int, dict[str, float]]]], None]  # (epoch, ms, metrics)
     changed: Sequence[str] = ()
     failure: DivergedError | None = None  # set when its cost stops being finite
 
@@ -380,21 +381,25 @@ def fit_group(
     done, next_save = start_epoch - 1, time.monotonic() + save_every_s
 
     def report() -> None:
-        """Give each job the held epochs; a job's first non-finite cost is its last epoch."""
-        for epoch, ms, cost, correct, val in read(held):
-            for j, job in enumerate(jobs):
-                if job.failure is not None:
-                    continue
+        """Give each job its held epochs; a job's first non-finite cost is its last epoch."""
+        rows = read(held)
+        held.clear()
+        for j, job in enumerate(jobs):
+            if job.failure is not None or not rows:
+                continue
+            epochs: list[tuple[int, int, dict[str, float]]] = []
+            for epoch, ms, cost, correct, val in rows:
                 metrics = {"cost": cost[j], "accuracy": correct[j] / n}
                 if val:
-                    metrics |= {"val_cost": val[0][j], "val_accuracy": val[1][j]}
-                job.record(epoch, metrics, ms)
+                    metrics["val_cost"], metrics["val_accuracy"] = val[0][j], val[1][j]
+                epochs.append((epoch, ms, metrics))
                 if not math.isfinite(cost[j]):
                     fix = divergence_fix(job.optimizer.param_groups[0]["lr"], job.changed)
                     job.failure = DivergedError(
                         f"Training diverged: cost is {cost[j]} at epoch {epoch}. {fix}"
                     )
-        held.clear()
+                    break
+            job.record(epochs)
 
     try:
         for epoch in range(start_epoch, epochs + 1):

@@ -51,6 +51,12 @@ class MetricBuffer:
         if time.monotonic() >= self.next_flush:
             self.flush()
 
+    def log_many(self, epochs: list[tuple[int, int, dict[str, float]]]) -> None:
+        """``log`` of several steps at once, (step, time in ms, values) each, without a flush."""
+        if epochs:
+            self.pending.extend(epochs)
+            self.last_epoch = epochs[-1][0]
+
     def log_summary(self, values: dict[str, float]) -> None:
         """Metrics of the trained model (``final_cost``, ``test_accuracy``, ...), at step 0."""
         self.pending.append((0, int(time.time() * 1000), values))
