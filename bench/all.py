@@ -172,6 +172,27 @@ def compare_row(s: Stats, _: str) -> tuple[str, str]:
     )
 
 
+def vectorized_row(s: Stats, output: str) -> tuple[str, str]:
+    grid = next(k for k in s if k.endswith("ratio basic/vectorized") and "jobs" in k)
+    name = grid.split(":")[0]
+    big = next(k for k in s if k.endswith("jobs, vectorized"))
+    peak = next(k for k in s if k.endswith("jobs, peak RSS"))
+    compare = next(k for k in s if k.startswith("compare on"))
+    worst = re.search(rf"{name}: largest relative difference of a logged value (\S+)", output)
+    difference = float(worst[1]) if worst else float("nan")
+    marginal = s["marginal job"]
+    ok = (s[grid].median >= 8, s[big].median <= 60, s[peak].median <= 2048,
+          marginal.median <= 0.04, s[compare].median <= 3, difference == 0)  # fmt: skip
+    return (
+        f"{name}: basic {s[f'{name}: basic launcher']}, vectorized "
+        f"{s[f'{name}: vectorized launcher']}: {s[grid].spread()} faster, largest difference "
+        f"of a logged value {difference:g}; {big.split(',')[0]}: {s[big].spread()}, peak RSS "
+        f"{s[peak]}; marginal job {marginal.spread()}; compare {s[compare].spread()}",
+        f">= 8x: {verdict(ok[0])}; <= 60 s: {verdict(ok[1])}; <= 2 GB: {verdict(ok[2])}; "
+        f"<= 0.04 s: {verdict(ok[3])}; compare <= 3 s: {verdict(ok[4])}; equal: {verdict(ok[5])}",
+    )
+
+
 CORES = str(os.cpu_count())
 BENCHMARKS = {
     "overhead": Benchmark(
@@ -225,6 +246,13 @@ BENCHMARKS = {
         ["load.py", "--rounds", "5"],
         ["load.py", "--rounds", "1", "--rows", "500", "--no-warm-up"],
         load_row,
+    ),
+    "vectorized": Benchmark(
+        "batched sweeps: the default (vectorized) launcher vs basic, whole process, fresh "
+        "stores: 10 lr x 10 seeds, and 1000 jobs (10 lr x 100 seeds)",
+        ["vectorized.py", "--rounds", "3", "--big-rounds", "1"],
+        ["vectorized.py", "--rounds", "1", "--smoke"],
+        vectorized_row,
     ),
     "compare": Benchmark(
         "`python -m pipeline.compare` on a sweep of 1000 runs (sqlite)",

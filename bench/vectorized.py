@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--more", action="store_true", help="also iris_mlp and synthetic")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, numbers mean nothing")
     args = parser.parse_args()
-    small, big = (2, 2, 5), (2, 10, 5)  # lrs, seeds, epochs
+    small, big = (2, 2, 5), (2, 5, 5)  # lrs, seeds, epochs
     if not args.smoke:
         small, big = (10, 10, 1000), (10, 100, 1000)
     grid = [f"optim.lr={values(small[0])}", f"seed={seeds(small[1])}", f"epochs={small[2]}"]

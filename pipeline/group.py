@@ -29,6 +29,7 @@ from pipeline.config.params import params
 from pipeline.core import batched, checkpoint
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts
+from pipeline.runtime.console import SweepProgress
 from pipeline.runtime.job import JobContext, record_job
 from pipeline.stage import (
     Built,
@@ -107,11 +108,15 @@ def launch(configs: Sequence[DictConfig], alone: Callable[[DictConfig], JobRetur
     for member in valid:
         groups.setdefault(group_key(member), []).append(member)
     returns: dict[int, JobReturn] = {}
-    for group in groups.values():
-        for start in range(0, len(group), group_size):
-            chunk = group[start : start + group_size]
-            for member, ret in train_chunk(chunk, alone):
-                returns[id(member)] = ret
+    progress = SweepProgress(len(valid))
+    try:
+        for group in groups.values():
+            for start in range(0, len(group), group_size):
+                chunk = group[start : start + group_size]
+                for member, ret in train_chunk(chunk, alone, progress):
+                    returns[id(member)] = ret
+    finally:
+        progress.close()
     for member in members:
         if id(member) not in returns:
             returns[id(member)] = job_return(member)
@@ -156,7 +161,8 @@ def job_return(member: Member) -> JobReturn:
     return ret
 
 
-def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn]):
+def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
+                progress: SweepProgress):  # fmt: skip
     """Yield (member, JobReturn) for each job of ``chunk``: batched, or one at a time."""
     data, scaler = build_data(chunk[0].cfg)
     first = build_run(chunk[0].cfg, data, scaler)
@@ -167,7 +173,11 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn]):
         nums = ", ".join(str(m.job.job_num) for m in chunk)
         log.info("Jobs %s train one at a time: %s", nums, reason)
         for member in chunk:
-            yield member, alone(member.config)
+            ret = alone(member.config)
+            value = ret.return_value  # the job's objective; NaN (or an error) if it failed
+            failed = not (isinstance(value, float) and not math.isnan(value))
+            progress.recorded(0 if failed else 1, 1 if failed else 0)
+            yield member, ret
         return
     store = Store.open(chunk[0].cfg)
     pending: dict[int, list[Member]] = {}
@@ -184,12 +194,14 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn]):
             pending.setdefault(member.decision.start_epoch, []).append(member)
     for start_epoch, members in pending.items():
         with interrupts.deferred():  # a signal stops the batch at an epoch boundary
-            train_batch(members, store, start_epoch)
+            train_batch(members, store, start_epoch, progress)
     for member in chunk:
         yield member, job_return(member)
 
 
-def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
+def train_batch(
+    members: list[Member], store: Store, start_epoch: int, progress: SweepProgress
+) -> None:
     """Open every job's run, fit them as one computation, record each; on a stop, every run is
     KILLED with a checkpoint, and the stop goes on up."""
     cfg = members[0].cfg
@@ -213,11 +225,12 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
     for job, member in zip(jobs, members, strict=True):
         member.trained = job
     started = time.monotonic()
+    progress.batch(len(members), cfg.epochs + 1 - start_epoch)
     try:
         batch = batched.fit_group(
             jobs, inputs, epochs=cfg.epochs, batch_size=cfg.batch_size, start_epoch=start_epoch,
             log_every=cfg.log_every, save=lambda epoch, b: save_all(epoch, b, by_job),
-            save_every_s=cfg.checkpoint.every_s,
+            save_every_s=cfg.checkpoint.every_s, on_epoch=progress.epoch,
         )  # fmt: skip
     except KeyboardInterrupt:
         heartbeat.stop()
@@ -238,6 +251,7 @@ def train_batch(members: list[Member], store: Store, start_epoch: int) -> None:
     close(failed, RunStatus.FAILED, lambda member: member.failure)
     done = [m for m in members if m not in failed]
     record_all(done, store)
+    progress.recorded(len(done), len(failed))
     log.info(
         "Batch of %d: trained in %.1f s, recorded in %.1f s%s", len(members),
         trained - started, time.monotonic() - trained,

@@ -265,10 +265,12 @@ LONGEST_FIRST = [
     "test_compat.py",  # 42
     "test_console.py",  # 38
     "test_multirun.py",  # 34
+    "test_batched.py",  # 35
     "test_best_run.py",  # 33
     "test_ui.py",  # 29
     "test_lifecycle.py",  # 25
     "test_real_data.py",  # 17
+    "test_writes.py",  # 25
     "test_server.py",  # 15
     "test_config.py",  # 14
     "test_text_tables.py",  # 8

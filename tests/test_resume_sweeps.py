@@ -3,6 +3,7 @@ resumes its own run; any number of first runs at once on a fresh store all finis
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -29,45 +30,76 @@ def job_runs(uri: str) -> list:
     return [r for r in runs_of(uri) if "sweep.dir" not in r.data.tags]
 
 
+def checkpoint_epochs(uri: str) -> dict[str, int]:
+    """Each job run's checkpointed epoch (-1 without one)."""
+    return {
+        r.info.run_name: json.loads(r.data.tags.get("checkpoint", '{"epoch": -1}'))["epoch"]
+        for r in job_runs(uri)
+    }
+
+
+def every_job_checkpointed(uri: str) -> bool:
+    epochs = checkpoint_epochs(uri).values()
+    return len(epochs) == 3 and min(epochs) >= 0
+
+
+def wait_until(condition, process, what: str) -> None:
+    deadline = time.monotonic() + 180
+    while not condition():
+        assert time.monotonic() < deadline, what
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
-def test_an_interrupted_batched_sweep_resumes_every_job_from_its_checkpoint(tmp_path):
-    """Ctrl-C stops the batch at an epoch boundary: every job checkpointed and KILLED. The same
-    command resumes them all, batched again, and each history equals a run trained alone."""
+def test_a_batched_sweep_killed_then_stopped_resumes_every_job_from_its_checkpoint(tmp_path):
+    """``kill -9`` leaves every job of the batch RUNNING with its process gone; the same
+    command resumes them all, batched again; Ctrl-C stops that batch at an epoch boundary,
+    every job checkpointed and KILLED; the same command finishes them, and each history equals
+    a run trained alone."""
     uri = sqlite_uri(tmp_path / "mlruns")
+    names = ["seed=1", "seed=2", "seed=3"]
     process = start_cli(*SWEEP, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 180
-        while len([r for r in job_runs(uri) if "checkpoint" in r.data.tags]) < 3:
-            assert time.monotonic() < deadline, "the batch never checkpointed"
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.1)
+        wait_until(lambda: every_job_checkpointed(uri), process, "the batch never checkpointed")
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    first = {r.info.run_name: r for r in job_runs(uri)}
+    assert sorted(first) == names
+    assert {r.info.status for r in first.values()} == {"RUNNING"}  # its process is gone
+    assert all(r.data.tags["batch.jobs"] == "3" for r in first.values())
+    killed_at = checkpoint_epochs(uri)
+
+    process = start_cli(*SWEEP, cwd=tmp_path)
+    try:
+        wait_until(lambda: all(checkpoint_epochs(uri)[n] > killed_at[n] for n in names),
+                   process, "the resumed batch never checkpointed")  # fmt: skip
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 130, stderr
-    first = {r.info.run_name: r for r in job_runs(uri)}
-    assert {name: r.info.status for name, r in first.items()} == dict.fromkeys(
-        ("seed=1", "seed=2", "seed=3"), "KILLED"
-    )
-    assert all(r.data.tags["batch.jobs"] == "3" for r in first.values())
+    for name, run in first.items():
+        assert f"Resuming run {name!r} ({run.info.run_id}) from epoch" in stdout
+    assert "Training jobs 0-2 as one batch of 3" in stdout
+    assert {r.info.run_name: r.info.status for r in job_runs(uri)} == dict.fromkeys(names, "KILLED")
 
     again = run_cli(*SWEEP, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    for name, run in first.items():
-        assert f"Resuming run {name!r} ({run.info.run_id}) from epoch" in again.stdout
-    assert "Training jobs 0-2 as one batch of 3" in again.stdout
     _, runs = sweep_runs(uri)
     assert {r.info.run_name: r.info.run_id for r in runs} == {
         name: r.info.run_id for name, r in first.items()
     }
     assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["resume.count"] == "2" for r in runs)
     _, alone = train_into(sqlite_uri(tmp_path / "alone"), *JOB, "seed=2")
-    alone_id = alone.info.run_id
     resumed = next(r for r in runs if r.info.run_name == "seed=2")
-    assert cost_history(uri, resumed.info.run_id) == cost_history(
-        sqlite_uri(tmp_path / "alone"), alone_id
-    )
+    for key in ("cost", "val_cost"):
+        assert cost_history(uri, resumed.info.run_id, key) == cost_history(
+            sqlite_uri(tmp_path / "alone"), alone.info.run_id, key
+        )
 
 
 @pytest.mark.slow

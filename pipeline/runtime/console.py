@@ -40,3 +40,38 @@ class Progress:
             self.stream.write(CLEAR_LINE)
             self.stream.flush()
             self.shown = False
+
+
+class SweepProgress:
+    """One live bar for a batched sweep, on a terminal only (``tqdm``): the job-epochs trained of
+    all, the running batch's epoch, the jobs written and failed, and the time left. Elsewhere (a
+    log file, CI) nothing: the launcher logs a line per batch instead."""
+
+    def __init__(self, jobs: int, stream: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        stream = stream or sys.stderr
+        self.jobs, self.written, self.failed = jobs, 0, 0
+        self.bar = tqdm(total=0, file=stream, disable=not stream.isatty(), unit=" job-epochs",
+                        dynamic_ncols=True, leave=False)  # fmt: skip
+        self.size = 0
+
+    def batch(self, size: int, epochs: int) -> None:
+        """A batch of ``size`` jobs starts, ``epochs`` epochs each to train."""
+        self.size = size
+        self.bar.total += size * epochs
+        self.bar.refresh()
+
+    def epoch(self, epoch: int) -> None:
+        self.bar.update(self.size)
+        self.bar.set_postfix_str(
+            f"epoch {epoch}, jobs written {self.written}/{self.jobs}, failed {self.failed}",
+            refresh=False,
+        )
+
+    def recorded(self, written: int, failed: int) -> None:
+        self.written += written
+        self.failed += failed
+
+    def close(self) -> None:
+        self.bar.close()
