@@ -41,16 +41,16 @@ from pipeline.stage import (
     decide,
     deployable,
     final_metrics,
-    log_inputs,
     steering,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
 from pipeline.tracking.run.checkpoints import Checkpoints
-from pipeline.tracking.run.files import log_job_files
-from pipeline.tracking.run.lifecycle import GroupHeartbeat, attempt_dir, open_run
+from pipeline.tracking.run.datasets import dataset_inputs
+from pipeline.tracking.run.files import log_config_file, log_job_files
+from pipeline.tracking.run.lifecycle import GroupHeartbeat, Opening, attempt_dir, open_runs
 from pipeline.tracking.run.metrics import MetricBuffer, flush_all
 from pipeline.tracking.run.models import template_for, writes_directly
-from pipeline.tracking.store.bulk import write_logged_models
+from pipeline.tracking.store.bulk import terminate_runs, write_logged_models
 from pipeline.tracking.store.redact import redact, redact_value
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,7 @@ def train_batch(
     inputs = members[0].built.prepared()
     for member in members[1:]:
         member.built.inputs = inputs  # the data is shared: standardized once
-    for member in members:
-        open_member(member, store, len(members))
+    open_all(members, store)
     nums = [m.job.job_num for m in members]
     log.info(
         "Training jobs %s as one batch of %d (%d epochs from epoch %d)",
@@ -263,19 +262,29 @@ def compact(nums: list[int | None]) -> str:
     return f"{nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) else str(nums)
 
 
-def open_member(member: Member, store: Store, size: int) -> None:
-    """Open the job's run (new or resumed) and record what a new run records first."""
-    start = member.decision.start
-    start = replace(start, tags={**start.tags, BATCH_JOBS: str(size)})
-    member.decision = Decision(start, member.decision.start_epoch)
-    member.run_id = open_run(store.client, store.experiment_id, member.job, start)
-    record_job(member.job, run_id=member.run_id)
-    # Written at each checkpoint and at the end: a buffer per job flushing on its own clock
-    # would be hundreds of writes every few seconds.
-    member.metrics = MetricBuffer(store.client, member.run_id, math.inf, start.recorded)
-    member.checkpoints = Checkpoints(store.client, store.client.get_run(member.run_id))
-    if start.resume is None:
-        log_inputs(store.client, member.run_id, member.cfg, member.job, member.built.data)
+def open_all(members: list[Member], store: Store) -> None:
+    """Open every job's run (new ones in one write, resumed ones again), each tagged with the
+    batch's size; a new run's config and datasets recorded as a run alone records them."""
+    size, data, first = len(members), members[0].built.data, members[0]
+    inputs = dataset_inputs(data, first.cfg.data, first.job.choices.get("data"))  # shared
+    openings = []
+    for member in members:
+        start = replace(member.decision.start, tags={**member.decision.start.tags,
+                                                     BATCH_JOBS: str(size)})  # fmt: skip
+        member.decision = Decision(start, member.decision.start_epoch)
+        openings.append(Opening(member.job, start, params_of(member), inputs))
+    run_ids = open_runs(store.client, store.experiment_id, openings)
+    for member, run_id in zip(members, run_ids, strict=True):
+        member.run_id, start = run_id, member.decision.start
+        record_job(member.job, run_id=run_id)
+        # Written at each checkpoint and at the end: a buffer per job flushing on its own clock
+        # would be hundreds of writes every few seconds.
+        member.metrics = MetricBuffer(store.client, run_id, math.inf, start.recorded)
+        if start.resume is None:
+            member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
+            log_config_file(store.client, run_id, member.cfg)
+        else:
+            member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
 
 
 def save_all(epoch: int, batch: batched.Batch, by_job: dict[int, Member]) -> None:
@@ -308,7 +317,9 @@ def close(members: list[Member], status: RunStatus,
         write_log(member)
         attempt = attempt_dir(member.decision.start.attempt)
         log_job_files(client, run_id, member.job.output_dir, attempt)
-        client.set_terminated(run_id, RunStatus.to_string(status))
+    status_name = RunStatus.to_string(status)
+    if members:
+        terminate_runs(store_uri(members), {m.run_id: status_name for m in members})
 
 
 def record_all(members: list[Member], store: Store) -> None:
@@ -327,7 +338,7 @@ def record_all(members: list[Member], store: Store) -> None:
         data = built.data
         model = deployable(built)
         template = template_for(model, built.example, data.class_names, data.feature_names)
-        params = {k: str(v) for k, v in params_of(member).items()}
+        params = params_of(member)
         if direct:
             records += template.write_files(uri, member.run_id, model, store.experiment_id, params)
         else:
@@ -347,13 +358,18 @@ def record_all(members: list[Member], store: Store) -> None:
         write_log(member)
         attempt = attempt_dir(member.decision.start.attempt)
         log_job_files(client, member.run_id, member.job.output_dir, attempt)
-        client.set_terminated(member.run_id, "FINISHED")
+    terminate_runs(uri, {m.run_id: "FINISHED" for m in members}, client=client)
+    for member in members:
         record_job(member.job, status="FINISHED")
+
+
+def store_uri(members: list[Member]) -> str:
+    return members[0].metrics.client.tracking_uri
 
 
 def params_of(member: Member) -> dict:
     """The params the run logged (its config's), which its LoggedModels carry too."""
-    return {k: redact_value(v) for k, v in params(member.cfg, member.job.choices).items()}
+    return {k: str(redact_value(v)) for k, v in params(member.cfg, member.job.choices).items()}
 
 
 def now_ms() -> int:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import compose_job, run_cli, sqlite_uri, sweep_runs
+from conftest import compose_job, cost_history, run_cli, sqlite_uri, sweep_runs
 from pipeline.core import batched, checkpoint, stop
 from pipeline.core.loop import fit
 from pipeline.stage import build_data, build_run
@@ -191,3 +191,41 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
         assert len(composer.composed) == 4  # values only: the first composition, copied
         with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
             composer(["optim.lrr=0.5"])
+
+
+@pytest.mark.slow
+def test_a_batched_job_is_the_run_the_basic_launcher_makes(tmp_path):
+    """Everything MLflow shows of a run: params, tags, every metric's history, artifacts,
+    models and dataset inputs, as the same job trained by ``hydra/launcher=basic``."""
+    from mlflow.tracking import MlflowClient
+
+    sweep = ("-m", "optim.lr=0.01,0.1", "data=iris", "epochs=30")
+    for launcher, where in ((), "vectorized"), (("hydra/launcher=basic",), "basic"):
+        (tmp_path / where).mkdir()
+        result = run_cli(*sweep, *launcher, cwd=tmp_path / where)
+        assert result.returncode == 0, result.stderr
+    batched_uri, basic_uri = (sqlite_uri(tmp_path / w / "mlruns") for w in ("vectorized", "basic"))
+    ours = {r.info.run_name: r for r in sweep_runs(batched_uri)[1]}
+    theirs = {r.info.run_name: r for r in sweep_runs(basic_uri)[1]}
+    assert sorted(ours) == sorted(theirs) == ["optim.lr=0.01", "optim.lr=0.1"]
+    for name, run in ours.items():
+        other = theirs[name]
+        assert run.info.status == other.info.status == "FINISHED"
+        assert run.data.params == other.data.params
+        assert set(run.data.tags) - set(other.data.tags) == {"batch.jobs"}
+        assert run.data.tags["batch.jobs"] == "2"
+        assert run.data.metrics == other.data.metrics
+        for key in run.data.metrics:
+            assert cost_history(batched_uri, run.info.run_id, key) == cost_history(
+                basic_uri, other.info.run_id, key
+            )
+        paths = [
+            sorted(a.path for a in MlflowClient(uri).list_artifacts(r.info.run_id))
+            for uri, r in ((batched_uri, run), (basic_uri, other))
+        ]
+        assert paths[0] == paths[1]
+        assert "test_report.json" in paths[0]
+        assert len(run.outputs.model_outputs) == len(other.outputs.model_outputs) == 2
+        assert [d.dataset.name for d in run.inputs.dataset_inputs] == [
+            d.dataset.name for d in other.inputs.dataset_inputs
+        ]

@@ -36,10 +36,18 @@ class Checkpoints:
     def __init__(self, client: MlflowClient, run: Run) -> None:
         self.client = client
         self.run_id = run.info.run_id
-        self.artifact_uri = run.info.artifact_uri
+        self.artifact_uri: str | None = run.info.artifact_uri
         tags = run.data.tags
         self.latest: dict | None = json.loads(tags.get(CHECKPOINT) or "null")
         self.previous: dict | None = json.loads(tags.get(CHECKPOINT_PREVIOUS) or "null")
+
+    @classmethod
+    def of_new_run(cls, client: MlflowClient, run_id: str) -> Checkpoints:
+        """The checkpoints of a run just created (none yet), without reading it."""
+        checkpoints = cls.__new__(cls)
+        checkpoints.client, checkpoints.run_id, checkpoints.artifact_uri = client, run_id, None
+        checkpoints.latest = checkpoints.previous = None
+        return checkpoints
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` to the free slot, then move the ``checkpoint`` tag to it."""
@@ -84,6 +92,8 @@ class Checkpoints:
 
     def remove(self) -> None:
         """Delete the checkpoint files and the tags that name them."""
+        if self.artifact_uri is None:
+            self.artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
         get_artifact_repository(self.artifact_uri).delete_artifacts(DIR)
         for tag, record in ((CHECKPOINT, self.latest), (CHECKPOINT_PREVIOUS, self.previous)):
             if record:

@@ -40,6 +40,20 @@ def log_datasets(
 ) -> None:
     """Log every split of ``data`` (built from ``data_cfg``, the group's ``choice``) as a
     dataset input of run ``run_id``."""
+    log_inputs(client, run_id, *split_datasets(data, data_cfg, choice))
+
+
+def dataset_inputs(data: Dataset, data_cfg: DictConfig, choice: str | None) -> list[Any]:
+    """What ``log_datasets`` gives a run, as MLflow's ``DatasetInput`` entities (for runs
+    created in bulk)."""
+    datasets, contexts = split_datasets(data, data_cfg, choice)
+    return [_create_dataset_input(d, c, None) for d, c in zip(datasets, contexts, strict=True)]
+
+
+def split_datasets(
+    data: Dataset, data_cfg: DictConfig, choice: str | None
+) -> tuple[list[Any], list[str]]:
+    """Each split of ``data`` as an MLflow dataset, and its context."""
     digest = dataset_digest(data.digest())  # the run's data.digest tag (computed once)
     name = choice or str(data_cfg.get("_target_", "data"))
     source = data_source(data_cfg)
@@ -57,7 +71,7 @@ def log_datasets(
             )
         )
         contexts.append(context)
-    log_inputs(client, run_id, datasets, contexts)
+    return datasets, contexts
 
 
 def log_inputs(client: MlflowClient, run_id: str, datasets: list[Any], contexts: list[str]) -> None:

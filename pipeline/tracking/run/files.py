@@ -28,6 +28,11 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, choices: dict
     """Every resolved config value as a param, and the resolved config as ``config.yaml``."""
     values = params(cfg, choices).items()
     client.log_batch(run_id, params=[Param(key, str(redact_value(v))) for key, v in values])
+    log_config_file(client, run_id, cfg)
+
+
+def log_config_file(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
+    """The resolved config as ``config.yaml`` (secrets masked)."""
     client.log_text(run_id, redact(OmegaConf.to_yaml(cfg, resolve=True)), CONFIG_FILE)
 
 

@@ -34,6 +34,7 @@ from pipeline.tags import (
 from pipeline.tracking.resume.state import HEARTBEAT_S
 from pipeline.tracking.run.files import log_job_files
 from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.store import bulk
 from pipeline.tracking.store.access import STORE_ERRORS, store_error
 from pipeline.tracking.store.redact import redact
 
@@ -162,22 +163,12 @@ def tracked_run(
                 mlflow.end_run(RunStatus.to_string(status))
 
 
-def open_run(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> str:
-    """``_open`` without making the run the active one (a batched group has many open at
-    once): the same tags ``mlflow.start_run`` gives, the same resumption. Returns its id."""
+def new_run_tags(job: JobContext, start: RunStart, context: dict[str, str]) -> dict[str, str]:
+    """Every tag ``_open`` gives a new run (``context``: ``resolve_tags({})``, MLflow's user
+    and source tags, which are the same for every run of a process)."""
     liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
     if job.output_dir is not None:
         liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
-    if start.resume is not None:
-        run = start.resume
-        run_id, attempt = run.info.run_id, start.attempt - 1
-        for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
-            if tag in run.data.tags:
-                client.delete_tag(run_id, tag)
-        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        tags = {**start.tags, **liveness, RESUME_COUNT: str(attempt)}
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        return run_id
     job_tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
     if job.job_num is not None:
         job_tags[HYDRA_JOB_NUM] = str(job.job_num)
@@ -185,12 +176,56 @@ def open_run(client: MlflowClient, experiment_id: str, job: JobContext, start: R
     given = {**tags, **liveness, MLFLOW_RUN_NOTE: redact(start.description)}
     if job.parent_run_id:
         given[MLFLOW_PARENT_RUN_ID] = job.parent_run_id
-    name = redact(start.run_name)
-    return client.create_run(experiment_id, tags=resolve_tags(given), run_name=name).info.run_id
+    return {**context, **given}
+
+
+def reopen_run(client: MlflowClient, job: JobContext, start: RunStart) -> str:
+    """``_reopen`` without making the run the active one: RUNNING again, where it runs now,
+    how often it was resumed, no failure of an earlier attempt."""
+    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
+    if job.output_dir is not None:
+        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
+    run = start.resume
+    run_id, attempt = run.info.run_id, start.attempt - 1
+    for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
+        if tag in run.data.tags:
+            client.delete_tag(run_id, tag)
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    tags = {**start.tags, **liveness, RESUME_COUNT: str(attempt)}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    return run_id
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A run of a batched group to open: its job, how (``RunStart``), and for a new run its
+    params and dataset inputs."""
+
+    job: JobContext
+    start: RunStart
+    params: dict[str, str]
+    inputs: list
+
+
+def open_runs(client: MlflowClient, experiment_id: str, openings: list[Opening]) -> list[str]:
+    """Open the runs of a batched group: new ones all at once (``bulk.create_runs``, as
+    ``mlflow.start_run`` would make each), resumed ones again. Their ids, in order."""
+    context = resolve_tags({})
+    new = [o for o in openings if o.start.resume is None]
+    specs = [
+        bulk.RunSpec(experiment_id, redact(o.start.run_name), new_run_tags(o.job, o.start, context),
+                     o.params, o.inputs)
+        for o in new
+    ]  # fmt: skip
+    created = iter(bulk.create_runs(client.tracking_uri, specs, client) if specs else [])
+    return [
+        next(created) if o.start.resume is None else reopen_run(client, o.job, o.start)
+        for o in openings
+    ]
 
 
 class GroupHeartbeat(Heartbeat):
-    """``Heartbeat`` for the runs of a batched group: one thread, one tag write per run."""
+    """``Heartbeat`` for the runs of a batched group: one thread, one write for all."""
 
     def __init__(self, client: MlflowClient, run_ids: list[str]) -> None:
         self.run_ids = run_ids
@@ -198,8 +233,10 @@ class GroupHeartbeat(Heartbeat):
 
     def _beat(self, client: MlflowClient, run_id: str) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
-            for each in list(self.run_ids):
-                try:
-                    client.set_tag(each, PROCESS_HEARTBEAT, now_ms())
-                except Exception:  # a missed beat is written at the next one
-                    continue
+            beat = {PROCESS_HEARTBEAT: now_ms()}
+            try:
+                bulk.write_metrics(
+                    client.tracking_uri, [], dict.fromkeys(self.run_ids, beat), client
+                )
+            except Exception:  # a missed beat is written at the next one
+                continue
