@@ -106,7 +106,16 @@ SWEEPS = {
 }
 
 
-@pytest.mark.parametrize("configs", SWEEPS.values(), ids=SWEEPS.keys())
+INNER_LOOP = ("reference sgd", "iris_mlp")  # the others are marked slow
+
+
+@pytest.mark.parametrize(
+    "configs",
+    [
+        pytest.param(configs, id=name, marks=() if name in INNER_LOOP else pytest.mark.slow)
+        for name, configs in SWEEPS.items()
+    ],
+)
 def test_every_job_of_a_group_trains_as_it_would_alone_bit_for_bit(configs):
     alone = trained_alone(configs)
     together, _ = trained_batched(configs)
