@@ -239,11 +239,21 @@ def test_secrets_never_reach_the_store(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_sweep_kills_the_run_and_closes_the_parent(tmp_path):
-    process = start_cli("-m", "seed=1,2", "epochs=100000000", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("launcher", "started", "statuses"),
+    [
+        ((), "Training jobs 0-1 as one batch of 2", ["KILLED", "KILLED"]),  # both in the batch
+        (("hydra/launcher=basic",), "Epoch    0/", ["KILLED"]),  # the second never started
+    ],
+    ids=["vectorized", "basic"],
+)
+def test_ctrl_c_during_a_sweep_kills_the_run_and_closes_the_parent(
+    tmp_path, launcher, started, statuses
+):
+    process = start_cli("-m", "seed=1,2", "epochs=100000000", *launcher, cwd=tmp_path)
     try:
         for line in process.stdout:  # wait until the first job trains
-            if line.startswith("Epoch    0/"):
+            if line.startswith(started):
                 break
         time.sleep(1)
         process.send_signal(signal.SIGINT)
@@ -253,5 +263,6 @@ def test_ctrl_c_during_a_sweep_kills_the_run_and_closes_the_parent(tmp_path):
     assert process.returncode == 130, stderr
     parent, runs = sweep_runs(sqlite_uri(tmp_path / "mlruns"))
     assert parent.info.status == "KILLED"
-    assert [r.info.status for r in runs] == ["KILLED"]  # the second job never started
-    assert len(cost_history(sqlite_uri(tmp_path / "mlruns"), runs[0].info.run_id)) > 1
+    assert [r.info.status for r in runs] == statuses
+    for run in runs:
+        assert len(cost_history(sqlite_uri(tmp_path / "mlruns"), run.info.run_id)) > 1

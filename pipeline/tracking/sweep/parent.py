@@ -66,7 +66,7 @@ def start_parent(
         client.log_batch(parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
     else:
         name = " ".join(["sweep", *overrides])
-        if sweeper != "BasicSweeper":
+        if sweeper not in ("BasicSweeper", "GridSweeper"):  # the grid sweepers: no suffix
             name += f" ({sweeper})"
         parent_id = client.create_run(experiment_id, run_name=redact(name), tags=tags).info.run_id
     write_sweep_file(sweep_dir, parent_run_id=parent_id, swept=swept)
