@@ -66,5 +66,5 @@ def test_hydra_full_error_still_shows_a_real_exceptions_traceback(tmp_path):
         assert "AttributeError: 'dict' object has no attribute 'standardize'" in result.stderr
         hint = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
         assert (hint in result.stderr) == (not env)
-    full = run_cli(*crash, cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
-    assert 'hydra/_internal/utils.py", line' in full.stderr  # not trimmed: Hydra's own frames
+        # HYDRA_FULL_ERROR=1: not trimmed, Hydra's own frames are there.
+        assert ('hydra/_internal/utils.py", line' in result.stderr) == bool(env)

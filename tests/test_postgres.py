@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import cost_history, run_cli, runs_of, start_cli, sweep_runs, train_into
+from conftest import cost_history, run_cli, runs_of, sweep_runs, train_into
+from helpers.forked import train_together
 from helpers.servers import free_port
 from pipeline.config import CONF_DIR, register_configs
 from pipeline.errors import PipelineError
@@ -27,13 +28,15 @@ def without_password(uri: str, password: str) -> str:
 
 @pytest.mark.slow
 def test_eight_processes_started_together_on_a_fresh_database_all_finish(postgres, tmp_path):
+    """Eight processes, each with its own connections, create MLflow's tables at once: forked
+    from one that imported the pipeline (tests/helpers/forked.py), so they start within
+    milliseconds of each other instead of seconds apart."""
     uri = postgres.create_database("race")
     bare = without_password(uri, postgres.password)  # the password comes from PGPASSWORD
     env = {"PGPASSWORD": postgres.password}
-    processes = [start_cli(f"seed={seed}", "epochs=5", f"tracking.uri={bare}", cwd=tmp_path,
-                           env=env) for seed in SEEDS]  # fmt: skip
-    errors = [p.communicate(timeout=300)[1] for p in processes]
-    assert [p.returncode for p in processes] == [0] * 8, "\n".join(errors)
+    jobs = [[f"seed={seed}", "epochs=5"] for seed in SEEDS]
+    statuses, errors = train_together(bare, jobs, env, tmp_path / "errors")
+    assert statuses == [0] * 8, errors
     runs = runs_of(uri)
     assert sorted(r.data.params["seed"] for r in runs) == sorted(SEEDS)
     assert [r.info.status for r in runs] == ["FINISHED"] * 8

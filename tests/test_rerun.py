@@ -56,14 +56,19 @@ def test_every_run_records_what_a_rerun_needs(trained):
     assert len(tags["data.digest"]) == 64
 
 
-def test_rerun_of_the_default_run_reproduces_all_1001_values(trained):
-    """From another directory, naming the store the way the rerun passes it on: an override."""
+def test_rerun_of_the_default_run_reproduces_all_1001_values(trained, monkeypatch, capfd):
+    """From another directory, naming the store the way the rerun passes it on: an override.
+    The command runs in this process (its training child is a process; ``python -m
+    pipeline.rerun`` succeeding as a process: test_compat)."""
     cwd, uri, runs = trained
     original = runs["default"]
-    result = rerun(original.info.run_id, f"tracking.uri={uri}", cwd=cwd.parent)
-    assert result.returncode == 0, result.stderr
-    assert "reproduced: 1001/1001 cost values identical" in result.stdout
-    assert "differs:" not in result.stdout
+    monkeypatch.chdir(cwd.parent)
+    capfd.readouterr()
+    status = rerun_command.main([original.info.run_id, f"tracking.uri={uri}"])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    assert "reproduced: 1001/1001 cost values identical" in out
+    assert "differs:" not in out
     (new,) = [r for r in runs_of(uri) if r.data.tags.get("rerun_of") == original.info.run_id]
     assert new.info.experiment_id == original.info.experiment_id
     assert new.info.run_name == "default (rerun)"

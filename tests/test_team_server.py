@@ -242,8 +242,8 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team_server, tmp_
 
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_through_the_server(team_server, tmp_path, capfd):
-    job = ["data=iris", "batch_size=16", "checkpoint.every_s=1", "tracking.experiment=resume"]
-    job.append(f"epochs={max(epochs_lasting(6, *job), 2000)}")  # past its first checkpoint
+    job = ["data=iris", "batch_size=16", "checkpoint.every_s=0.5", "tracking.experiment=resume"]
+    job.append(f"epochs={max(epochs_lasting(3, *job), 1000)}")  # seconds past its checkpoint
     run = start_cli(*job, "tracking.flush_every_s=0.5", f"tracking.uri={team_server.url}",
                     cwd=tmp_path)  # fmt: skip
     try:
