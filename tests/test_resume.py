@@ -35,8 +35,8 @@ from pipeline.tracking.run.checkpoints import Checkpoints
 # killed mid-way.
 MINI_BATCHES = ("data=iris", "batch_size=16", "optim=adam", "epochs=1000")
 # The same, shorter, for the kills at a failpoint (deterministic, whatever the machine's speed):
-# 601 epochs of four metrics are 2404 values, three chunks of one flush.
-SHORT = ("data=iris", "batch_size=16", "optim=adam", "epochs=600")
+# 1301 epochs of four metrics are 5204 values: three chunks (CHUNK, 2500) of one flush.
+SHORT = ("data=iris", "batch_size=16", "optim=adam", "epochs=1300")
 # Full batch, SGD with momentum (~3 s).
 FULL_BATCH = ("optim.momentum=0.9", "epochs=6000")
 OFTEN = ("checkpoint.every_s=0.5", "tracking.flush_every_s=0.3")
@@ -174,7 +174,7 @@ def test_kill_9_while_training_then_resume_gives_the_uninterrupted_history(
 def test_kill_9_in_the_middle_of_a_flush_before_the_first_checkpoint(
     tmp_path, uninterrupted, resume
 ):
-    """Killed between two chunks of one flush (after the second of the 2404 values' one flush at
+    """Killed between two chunks of one flush (after the second of the 5204 values' one flush at
     the end of training; no timer fires, whatever the machine's speed): the store has epochs
     past its ``progress.epoch`` tag, and no checkpoint. ``--list`` says so; resumed from epoch
     0, the history is whole."""
@@ -195,7 +195,7 @@ def test_kill_9_in_the_middle_of_a_flush_before_the_first_checkpoint(
 @pytest.mark.slow
 def test_kill_9_while_a_checkpoint_is_written(tmp_path, uninterrupted, resume):
     """Killed with the second checkpoint written but not committed: the first one is used.
-    (Checkpoints every 0.1 s: the second comes long before the 600 epochs end.)"""
+    (Checkpoints every 0.1 s: the second comes long before the 1300 epochs end.)"""
     env = {"PIPELINE_KILL_AT": "checkpoint:2"}
     uri, killed = killed_run(tmp_path, SHORT, "checkpoint.every_s=0.1", env=env)
     first = json.loads(killed.data.tags["checkpoint"])

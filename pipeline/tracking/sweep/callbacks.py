@@ -66,6 +66,7 @@ class SweepTracking(Callback):
         atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline.tracking.store.serving import run_address
         from pipeline.tracking.sweep import results
         from pipeline.tracking.sweep.parent import log_summary
         from pipeline.tracking.sweep.table import table
@@ -84,6 +85,8 @@ class SweepTracking(Callback):
                 "Best run by %s (%s): %s (%s)", metric, direction, best.run.info.run_name,
                 best.run_id,
             )  # fmt: skip
+        address = run_address(self.client.tracking_uri, self.experiment_id, self.parent_id)
+        log.info("Sweep's parent run %s; view it at %s", self.parent_id, address)
         failed = [r.num for r in jobs if r.status != "FINISHED"]
         write_sweep_file(sweep_dir, jobs=len(jobs), failed_jobs=failed)
         self._close("FAILED" if failed else "FINISHED")
