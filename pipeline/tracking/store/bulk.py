@@ -638,3 +638,24 @@ def terminate_runs(
     with engine(uri).begin() as connection:
         _check_active(connection, sorted(statuses))
         connection.execute(text(update), rows)
+
+
+def read_histories(
+    uri: str, run_ids: Sequence[str], key: str
+) -> dict[str, list[tuple[int, float]]]:
+    """Each run's history of metric ``key`` as (step, value), step order, in one query per 500
+    runs: what ``get_metric_history`` gives run by run (NaN where MLflow stored a NaN). Only
+    where ``writes_directly(uri)``."""
+    found: dict[str, list[tuple[int, float]]] = {run_id: [] for run_id in run_ids}
+    from sqlalchemy import bindparam, text
+
+    query = text(
+        "SELECT run_uuid, step, value, is_nan FROM metrics WHERE key = :key "
+        "AND run_uuid IN :ids ORDER BY run_uuid, step, timestamp"
+    ).bindparams(bindparam("ids", expanding=True))
+    with engine(uri).connect() as connection:
+        for start in range(0, len(run_ids), 500):
+            ids = list(run_ids[start : start + 500])
+            for run_id, step, value, is_nan in connection.execute(query, {"key": key, "ids": ids}):
+                found[run_id].append((step, math.nan if is_nan else value))
+    return found
