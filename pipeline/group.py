@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus, run_job
 from mlflow.entities import RunStatus, RunTag
+from mlflow.utils.uri import append_to_uri_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from pipeline.config import validate
@@ -44,12 +45,13 @@ from pipeline.stage import (
     steering,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
+from pipeline.tracking.resume.state import runs_by_key
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.datasets import dataset_inputs
 from pipeline.tracking.run.files import log_config_file, log_job_files
 from pipeline.tracking.run.lifecycle import GroupHeartbeat, Opening, attempt_dir, open_runs
 from pipeline.tracking.run.metrics import MetricBuffer, flush_all
-from pipeline.tracking.run.models import template_for, writes_directly
+from pipeline.tracking.run.models import experiment_location, template_for, writes_directly
 from pipeline.tracking.store.bulk import terminate_runs, write_logged_models
 from pipeline.tracking.store.redact import redact, redact_value
 
@@ -75,6 +77,7 @@ class Member:
     lines: list[tuple[int, str]] = field(default_factory=list)  # (time in ms, epoch line)
     outcome: Outcome | BaseException | None = None
     trained: batched.Job | None = None  # its part of the batch
+    artifact_uri: str | None = None
 
     @property
     def failure(self) -> BaseException | None:
@@ -181,10 +184,11 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
         return
     store = Store.open(chunk[0].cfg)
     pending: dict[int, list[Member]] = {}
+    known = runs_by_key(store.client, store.experiment_id) if chunk[0].cfg.sweep.resume else {}
     for member in chunk:
         try:
             member.built = build_run(member.cfg, data, scaler)
-            member.decision = decide(member.cfg, member.job, store, member.built)
+            member.decision = decide(member.cfg, member.job, store, member.built, known)
         except PipelineError as err:
             fail(member, err)
             continue
@@ -274,15 +278,21 @@ def open_all(members: list[Member], store: Store) -> None:
         member.decision = Decision(start, member.decision.start_epoch)
         openings.append(Opening(member.job, start, params_of(member), inputs))
     run_ids = open_runs(store.client, store.experiment_id, openings)
+    location = experiment_location(store.uri, store.experiment_id)
     for member, run_id in zip(members, run_ids, strict=True):
         member.run_id, start = run_id, member.decision.start
+        member.artifact_uri = (  # where MLflow puts a run's artifacts
+            append_to_uri_path(location, run_id, "artifacts")
+            if start.resume is None
+            else start.resume.info.artifact_uri
+        )
         record_job(member.job, run_id=run_id)
         # Written at each checkpoint and at the end: a buffer per job flushing on its own clock
         # would be hundreds of writes every few seconds.
         member.metrics = MetricBuffer(store.client, run_id, math.inf, start.recorded)
         if start.resume is None:
             member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
-            log_config_file(store.client, run_id, member.cfg)
+            log_config_file(store.client, run_id, member.cfg, member.artifact_uri)
         else:
             member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
 
@@ -316,7 +326,7 @@ def close(members: list[Member], status: RunStatus,
             record_job(member.job, status=RunStatus.to_string(status))
         write_log(member)
         attempt = attempt_dir(member.decision.start.attempt)
-        log_job_files(client, run_id, member.job.output_dir, attempt)
+        log_job_files(client, run_id, member.job.output_dir, attempt, member.artifact_uri)
     status_name = RunStatus.to_string(status)
     if members:
         terminate_runs(store_uri(members), {m.run_id: status_name for m in members})
@@ -357,7 +367,7 @@ def record_all(members: list[Member], store: Store) -> None:
         )
         write_log(member)
         attempt = attempt_dir(member.decision.start.attempt)
-        log_job_files(client, member.run_id, member.job.output_dir, attempt)
+        log_job_files(client, member.run_id, member.job.output_dir, attempt, member.artifact_uri)
     terminate_runs(uri, {m.run_id: "FINISHED" for m in members}, client=client)
     for member in members:
         record_job(member.job, status="FINISHED")

@@ -171,11 +171,18 @@ class Decision:
     done: Outcome | None = None
 
 
-def decide(cfg: DictConfig, job: JobContext, store: Store, built: Built) -> Decision:
-    """Decide what this job does, and restore a resumed run's checkpoint into ``built``."""
+def decide(
+    cfg: DictConfig,
+    job: JobContext,
+    store: Store,
+    built: Built,
+    known: dict[str, list[Run]] | None = None,
+) -> Decision:
+    """Decide what this job does, and restore a resumed run's checkpoint into ``built``
+    (``known``: the experiment's runs by ``run.key``, for a batched group's jobs)."""
     digest = built.data.digest()
     key = run_key(cfg, job.choices, digest)
-    previous = earlier_run(store.client, store.experiment_id, cfg, job, key)
+    previous = earlier_run(store.client, store.experiment_id, cfg, job, key, known)
     if previous is not None and state(previous) == State.finished:
         return Decision(None, done=done_before(previous, job, cfg))
     start_epoch, tags = 0, {**provenance_tags(built.device, digest), RUN_KEY: key}

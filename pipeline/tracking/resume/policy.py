@@ -19,11 +19,17 @@ from pipeline.tracking.store.redact import redact
 
 
 def earlier_run(
-    client: MlflowClient, experiment_id: str, cfg: DictConfig, job: JobContext, key: str
+    client: MlflowClient,
+    experiment_id: str,
+    cfg: DictConfig,
+    job: JobContext,
+    key: str,
+    known: dict[str, list[Run]] | None = None,
 ) -> Run | None:
     """The run this job continues or has already done, if any: the run ``tracking.resume``
     names; the run this job's dir records (a job requeued by its scheduler); in a sweep, a run
-    of the same experiment (``run.key``) that FINISHED or was interrupted."""
+    of the same experiment (``run.key``) that FINISHED or was interrupted (``known``: the
+    experiment's runs by key, read once for a batched group)."""
     if cfg.tracking.resume:
         return fetch_run(client, cfg.tracking.resume)
     own = read_job(job.output_dir) if job.job_num is not None and job.output_dir else {}
@@ -31,7 +37,7 @@ def earlier_run(
         return fetch_run(client, own["run_id"])
     if job.job_num is None or not cfg.sweep.resume:
         return None
-    same = runs_with_key(client, experiment_id, key)
+    same = known.get(key, []) if known is not None else runs_with_key(client, experiment_id, key)
     return next((r for r in same if state(r) == State.finished), None) or next(
         (r for r in same if state(r) == State.interrupted), None
     )
