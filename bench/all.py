@@ -250,7 +250,7 @@ BENCHMARKS = {
     "vectorized": Benchmark(
         "batched sweeps: the default (vectorized) launcher vs basic, whole process, fresh "
         "stores: 10 lr x 10 seeds, and 1000 jobs (10 lr x 100 seeds)",
-        ["vectorized.py", "--rounds", "3", "--big-rounds", "1"],
+        ["vectorized.py", "--rounds", "1", "--big-rounds", "1"],  # basic: 70 s a round
         ["vectorized.py", "--rounds", "1", "--smoke"],
         vectorized_row,
     ),

@@ -32,14 +32,15 @@ def main() -> None:
         sys.exit('needs the joblib launcher: pip install -e ".[parallel]"')
     seeds = ",".join(str(seed) for seed in range(1, args.jobs + 1))
     train = [sys.executable, "-m", "pipeline.train"]
-    command = [*train, "-m", f"seed={seeds}", f"epochs={args.epochs}"]
+    command = [*train, "-m", f"seed={seeds}", f"epochs={args.epochs}", "hydra/sweeper=basic"]
     joblib = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.n_jobs}"]
     basic_s, joblib_s = [], []
     with tempfile.TemporaryDirectory() as cwd:
         if not args.no_warm_up:
             timed([*train, "epochs=1"], cwd)  # creates the store
         for r in range(args.rounds):
-            basic_s.append(timed([*command, f"tracking.experiment=basic-{r}"], cwd))
+            basic = [*command, f"tracking.experiment=basic-{r}", "hydra/launcher=basic"]
+            basic_s.append(timed(basic, cwd))
             joblib_s.append(timed([*command, f"tracking.experiment=joblib-{r}", *joblib], cwd))
     print(f"{args.jobs} jobs of {args.epochs} epochs, {args.rounds} rounds, interleaved")
     print(summary("basic launcher", basic_s))
