@@ -22,7 +22,7 @@ def sweep(jobs: int, epochs: int, experiment: str) -> list[str]:
     seeds = ",".join(str(seed) for seed in range(1, jobs + 1))
     return [
         sys.executable, "-m", "pipeline.train", "-m", f"seed={seeds}", f"epochs={epochs}",
-        "hydra/launcher=basic", "hydra/sweeper=basic",  # one job after another (vectorized.py: batched)
+        "hydra/launcher=basic", "hydra/sweeper=basic",  # one job after another
         f"tracking.experiment={experiment}",
     ]  # fmt: skip
 
