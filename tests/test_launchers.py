@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cost_history, run_cli, sqlite_uri, sweep_runs
+from conftest import cost_history, run_cli, sqlite_uri, sweep_runs, train_into
 from helpers.alone import EPOCHS, histories_alone
 
 SWEEP = ["-m", "optim.lr=0.01,0.1", "seed=1,2", EPOCHS]
@@ -64,14 +64,23 @@ def test_submitit_gives_nested_runs_equal_to_their_runs_alone(tmp_path, alone):
 
 @pytest.mark.slow
 def test_optuna_trials_nest_under_the_study_and_the_best_params_reach_it(tmp_path):
+    """Each batch of ``n_jobs`` trials trains as one group, every trial as it would alone."""
     result = run_cli(
-        "-m", "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=4", "epochs=30", cwd=tmp_path
-    )
+        "-m", "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        "epochs=30", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(uri)
     assert parent.info.run_name == "sweep epochs=30 (OptunaSweeper)"
     assert len(runs) == 4
+    assert [r.data.tags["batch.jobs"] for r in runs] == ["2"] * 4  # two batches of two trials
+    trial = runs[0]
+    lr = trial.data.params["optim.lr"]
+    _, alone = train_into(sqlite_uri(tmp_path / "alone"), f"optim.lr={lr}", "epochs=30")
+    assert cost_history(uri, trial.info.run_id) == cost_history(
+        sqlite_uri(tmp_path / "alone"), alone.info.run_id
+    )
     assert all(r.info.status == "FINISHED" for r in runs)
     lrs = [float(r.data.params["optim.lr"]) for r in runs]
     assert all(1e-3 <= lr <= 1 for lr in lrs)
