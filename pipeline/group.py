@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from pipeline.config import validate
 from pipeline.config.params import params
-from pipeline.core import batched, checkpoint
+from pipeline.core import batched
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts
 from pipeline.runtime.console import SweepProgress
@@ -42,6 +42,9 @@ from pipeline.stage import (
     decide,
     deployable,
     final_metrics,
+    final_state_missing,
+    finished_lines,
+    save_state,
     steering,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
@@ -304,9 +307,7 @@ def save_all(epoch: int, batch: batched.Batch, by_job: dict[int, Member]) -> Non
     members = [by_job[id(job)] for job in batch.jobs]
     flush_all([m.metrics for m in members])
     for member in members:
-        built = member.built
-        state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches)
-        member.checkpoints.save(state)
+        save_state(member.checkpoints, member.built, epoch)
 
 
 def close(members: list[Member], status: RunStatus,
@@ -339,10 +340,9 @@ def record_all(members: list[Member], store: Store) -> None:
     direct = writes_directly(uri, store.experiment_id)
     for member in members:
         cfg, built = member.cfg, member.built
-        if cfg.checkpoint.keep and (member.checkpoints.latest or {}).get("epoch") != cfg.epochs:
+        if final_state_missing(cfg, member.checkpoints):
             flush_all([member.metrics])
-            state = checkpoint.capture(cfg.epochs, built.model, built.optimizer, built.batches)
-            member.checkpoints.save(state)
+            save_state(member.checkpoints, built, cfg.epochs)
         final = final_metrics(built, client, member.run_id)
         member.metrics.log_summary(final)
         data = built.data
@@ -360,11 +360,9 @@ def record_all(members: list[Member], store: Store) -> None:
     for member in members:
         if not member.cfg.checkpoint.keep and member.checkpoints.latest:
             member.checkpoints.remove()
-        final = member.outcome.metrics
-        summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-        member.lines.append(
-            (now_ms(), f"Run {member.decision.start.run_name!r} finished: {summary}")
-        )
+        name, final = member.decision.start.run_name, member.outcome.metrics
+        lines = finished_lines(store, name, member.run_id, final)
+        member.lines += [(now_ms(), line) for line in lines]
         write_log(member)
         attempt = attempt_dir(member.decision.start.attempt)
         log_job_files(client, member.run_id, member.job.output_dir, attempt, member.artifact_uri)

@@ -215,8 +215,8 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
            save_checkpoint: Callable[[int], None]) -> dict[str, float]:  # fmt: skip
     """Record the trained model of the active run: final metrics, test report, the model;
     its checkpoint kept or removed. Returns the final metrics."""
-    if cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs:
-        save_checkpoint(cfg.epochs)  # the kept one is the final state, however short the run
+    if final_state_missing(cfg, checkpoints):
+        save_checkpoint(cfg.epochs)
     final = final_metrics(built, metrics.client, metrics.run_id)
     metrics.log_summary(final)
     data = built.data
@@ -224,6 +224,17 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
     if not cfg.checkpoint.keep:
         checkpoints.remove()
     return final
+
+
+def final_state_missing(cfg: DictConfig, checkpoints: Checkpoints) -> bool:
+    """Whether a run that keeps its checkpoint lacks one of its final state (however short the
+    run: it may have ended before its first)."""
+    return cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs
+
+
+def save_state(checkpoints: Checkpoints, built: Built, epoch: int) -> None:
+    """Checkpoint ``built`` as it is after ``epoch``."""
+    checkpoints.save(checkpoint.capture(epoch, built.model, built.optimizer, built.batches))
 
 
 def final_metrics(built: Built, client: MlflowClient, run_id: str) -> dict[str, float]:
@@ -255,12 +266,20 @@ def log_inputs(
     log_datasets(client, run_id, data, cfg.data, job.choices.get("data"))
 
 
+def finished_lines(store: Store, run_name: str, run_id: str, final: dict[str, float]) -> list[str]:
+    """What a run logs once it is FINISHED: its final metrics, then its id and address."""
+    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
+    address = run_address(store.uri, store.experiment_id, run_id)
+    return [
+        f"Run {redact(run_name)!r} finished: {summary}",
+        f"Run id {run_id}; view it at {address}",
+    ]
+
+
 def finished(cfg: DictConfig, store: Store, run_name: str, run_id: str,
              final: dict[str, float]) -> Outcome:  # fmt: skip
-    summary = ", ".join(f"{key} {value:.6g}" for key, value in final.items())
-    log.info("Run %r finished: %s", redact(run_name), summary)
-    address = run_address(store.uri, store.experiment_id, run_id)
-    log.info("Run id %s; view it at %s", run_id, address)
+    for line in finished_lines(store, run_name, run_id, final):
+        log.info(line)
     return Outcome(run_id, final, final[cfg.sweep.metric.name])
 
 
@@ -281,8 +300,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()  # the store then has every epoch the checkpoint has
-            state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches)
-            checkpoints.save(state)
+            save_state(checkpoints, built, epoch)
 
         progress = Progress(cfg.epochs)
         try:
