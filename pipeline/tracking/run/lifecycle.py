@@ -87,22 +87,38 @@ class Heartbeat:
         self.thread.join()
 
 
-def _open(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> Run:
-    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
+def liveness(job: JobContext) -> dict[str, str]:
+    """Where the run lives now: its process, a first heartbeat, the job's dir."""
+    tags = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
     if job.output_dir is not None:
-        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
-    if start.resume is not None:
-        return _reopen(client, start.resume, {**start.tags, **liveness})
-    job_tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
+        tags[JOB_OUTPUT_DIR] = str(job.output_dir)
+    return tags
+
+
+def job_tags(job: JobContext, start: RunStart) -> dict[str, str]:
+    """A new run's own tags: the job's overrides and number, then ``start``'s, masked."""
+    tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
     if job.job_num is not None:
-        job_tags[HYDRA_JOB_NUM] = str(job.job_num)
-    tags = {key: redact(str(value)) for key, value in {**job_tags, **start.tags}.items()}
+        tags[HYDRA_JOB_NUM] = str(job.job_num)
+    return {key: redact(str(value)) for key, value in {**tags, **start.tags}.items()}
+
+
+def clear_failure(client: MlflowClient, run: Run) -> None:
+    """No failure of an earlier attempt on a run that starts again."""
+    for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
+        if tag in run.data.tags:
+            client.delete_tag(run.info.run_id, tag)
+
+
+def _open(client: MlflowClient, experiment_id: str, job: JobContext, start: RunStart) -> Run:
+    if start.resume is not None:
+        return _reopen(client, start.resume, {**start.tags, **liveness(job)})
     return mlflow.start_run(
         experiment_id=experiment_id,
         run_name=redact(start.run_name),
         parent_run_id=job.parent_run_id,  # nests the run under its sweep
         description=redact(start.description),
-        tags={**tags, **liveness},
+        tags={**job_tags(job, start), **liveness(job)},
     ).info
 
 
@@ -112,9 +128,7 @@ def _reopen(client: MlflowClient, run: Run, tags: dict[str, str]) -> Run:
     run_id, attempt = run.info.run_id, int(run.data.tags.get(RESUME_COUNT, 0)) + 1
     lost = Path(run.data.tags.get(JOB_OUTPUT_DIR, "/nonexistent"))
     logged = {a.path for a in client.list_artifacts(run_id, attempt_dir(attempt).rstrip("/"))}
-    for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
-        if tag in run.data.tags:
-            client.delete_tag(run_id, tag)
+    clear_failure(client, run)
     info = mlflow.start_run(run_id=run_id, tags={**tags, RESUME_COUNT: str(attempt)}).info
     if lost.is_dir() and not any(path.endswith(".log") for path in logged):
         log_job_files(client, run_id, lost, attempt_dir(attempt))
@@ -166,14 +180,7 @@ def tracked_run(
 def new_run_tags(job: JobContext, start: RunStart, context: dict[str, str]) -> dict[str, str]:
     """Every tag ``_open`` gives a new run (``context``: ``resolve_tags({})``, MLflow's user
     and source tags, which are the same for every run of a process)."""
-    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
-    if job.output_dir is not None:
-        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
-    job_tags = {HYDRA_OVERRIDES: " ".join(job.overrides)}
-    if job.job_num is not None:
-        job_tags[HYDRA_JOB_NUM] = str(job.job_num)
-    tags = {key: redact(str(value)) for key, value in {**job_tags, **start.tags}.items()}
-    given = {**tags, **liveness, MLFLOW_RUN_NOTE: redact(start.description)}
+    given = {**job_tags(job, start), **liveness(job), MLFLOW_RUN_NOTE: redact(start.description)}
     if job.parent_run_id:
         given[MLFLOW_PARENT_RUN_ID] = job.parent_run_id
     return {**context, **given}
@@ -182,16 +189,11 @@ def new_run_tags(job: JobContext, start: RunStart, context: dict[str, str]) -> d
 def reopen_run(client: MlflowClient, job: JobContext, start: RunStart) -> str:
     """``_reopen`` without making the run the active one: RUNNING again, where it runs now,
     how often it was resumed, no failure of an earlier attempt."""
-    liveness = {**process.identity(), PROCESS_HEARTBEAT: now_ms()}
-    if job.output_dir is not None:
-        liveness[JOB_OUTPUT_DIR] = str(job.output_dir)
     run = start.resume
     run_id, attempt = run.info.run_id, start.attempt - 1
-    for tag in (FAILURE_REASON, FAILURE_RESUMABLE):
-        if tag in run.data.tags:
-            client.delete_tag(run_id, tag)
+    clear_failure(client, run)
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    tags = {**start.tags, **liveness, RESUME_COUNT: str(attempt)}
+    tags = {**start.tags, **liveness(job), RESUME_COUNT: str(attempt)}
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return run_id
 
