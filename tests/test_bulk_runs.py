@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.fluent import _create_dataset_input
 
 from conftest import sqlite_uri
-from helpers.servers import free_port, start_server, stop_group
+from helpers.servers import plain_server
 from pipeline.tracking.store import bulk
 from pipeline.tracking.store.bulk import RunSpec
 
@@ -279,16 +278,8 @@ def test_an_unknown_schema_revision_gets_the_clients_calls(tmp_path, sqlite_stor
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port, store = free_port(), tmp_path_factory.mktemp("server")
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-               "--artifacts-destination", str(store / "artifacts")]  # fmt: skip
-    no_jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    process = start_server(command, store, store / "server.log", port, no_jobs)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(process)
+    with plain_server(tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.mark.slow

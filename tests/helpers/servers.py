@@ -6,9 +6,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,19 @@ def start_server(
         stop_group(process)
         raise
     return process
+
+
+@contextmanager
+def plain_server(store: Path) -> Iterator[str]:
+    """A plain ``mlflow server`` on a free port (one worker, a sqlite store and artifacts in
+    ``store``, no job execution): its URL, while inside; stopped after."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+               "--artifacts-destination", str(store / "artifacts")]  # fmt: skip
+    no_jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = start_server(command, store, store / "server.log", port, no_jobs)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(process)
