@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
@@ -50,6 +52,8 @@ PARALLEL = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.flush_
 PARENT_NAME = "sweep " + " ".join(SWEEP[1:])
 NAMES = sorted(f"optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
 TIMEOUT_MS = 30_000
+# docs/getting-started.md shows the compare view: refreshed from here (PIPELINE_DOCS_PICTURES=1).
+DOCS_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "img" / "ui-compare.png"
 
 
 def command_line(pid: int) -> str:
@@ -226,3 +230,5 @@ def test_ui_shows_the_sweep(ui: dict, tmp_path: Path):
             browser.close()
     for path in shots.values():
         print(f"screenshot: {path}")
+    if os.environ.get("PIPELINE_DOCS_PICTURES") == "1":  # .ci/run: the docs' picture of it
+        shutil.copyfile(shots["compare"], DOCS_PICTURE)
