@@ -15,7 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import EXPERIMENT, ROOT, cli_env, sqlite_uri
+from helpers import docs_python
 from pipeline.tags import SWEEP_METRIC
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -148,8 +151,11 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], uri: str) -> str:
     if block.lang == "bash":
         command = ["bash", "-euo", "pipefail", "-c", code]
     else:
-        command = [sys.executable, "-c", code]
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+        command = [shutil.which("python", path=env["PATH"]) or "python", "-c", code]
+    result = subprocess.run(
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
     assert result.returncode == 0, (
         f"{block} failed ({result.returncode}):\n{code}\n--- stdout\n{result.stdout[-3000:]}"
         f"\n--- stderr\n{result.stderr[-3000:]}"
@@ -167,14 +173,45 @@ def save_cost_curves(uri: str) -> None:
         shutil.copyfile(local, DOCS / "img" / "cost_curves.png")
 
 
+@pytest.fixture
+def fast_python(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The blocks' environment, where ``python`` is served by one process that imported the
+    pipeline once (tests/helpers/docs_python.py), so each command skips ~4 s of imports."""
+    short = Path(tempfile.mkdtemp(prefix="docs-python-"))  # a socket's path: < 108 bytes
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("python", "python3"):
+        client = bin_dir / name
+        client.write_text(docs_python.CLIENT.format(python=sys.executable))
+        client.chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    socket_path = str(short / "socket")
+    env = cli_env({"PYTHONPATH": str(ROOT), "PATH": path, "COLUMNS": "100"})
+    env.pop("HYDRA_FULL_ERROR", None)
+    server = subprocess.Popen(
+        [sys.executable, docs_python.__file__, socket_path],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "ready\n"
+        yield {
+            **env,
+            "DOCS_PYTHON_SOCKET": socket_path,
+            "DOCS_PYTHON_CLIENT": str(bin_dir / "python"),
+        }
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(short, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_every_block_runs(tmp_path: Path):
+def test_every_block_runs(tmp_path: Path, fast_python: dict[str, str]):
     """Each runnable block, page after page in the nav's order, in one directory sharing one
     store (as a reader follows the pages), ends with exit status 0."""
     uri = sqlite_uri(tmp_path / "mlruns")
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = cli_env({"PYTHONPATH": str(ROOT), "PATH": path, "COLUMNS": "100"})
-    env.pop("HYDRA_FULL_ERROR", None)
+    env = fast_python
     timings, done = [], set()
     for page in nav_pages():
         for block in blocks(page):
@@ -184,6 +221,7 @@ def test_every_block_runs(tmp_path: Path):
             started = time.perf_counter()
             run_block(block, tmp_path, env, uri)
             timings.append((time.perf_counter() - started, str(block)))
+            print(f"{timings[-1][0]:5.1f} s  {block}", flush=True)
         if page.name == "getting-started.md":
             save_cost_curves(uri)
     for seconds, where in sorted(timings, reverse=True)[:5]:
