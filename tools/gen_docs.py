@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from pipeline.config import CONF_DIR, compose_config, schema  # noqa: E402
+from pipeline.config import CONF_DIR, schema  # noqa: E402
 from pipeline.config.rules import RULES  # noqa: E402
 
 CONFIG_PAGE = ROOT / "docs" / "reference" / "configuration.md"
@@ -141,6 +141,15 @@ def shown(value: Any) -> str:
     return f"`{value}`"
 
 
+def values(path: Path, cls: type | None) -> Any:
+    """A conf/ file's values on its schema (its defaults list and Hydra's settings left out): the
+    defaults a run gets, typed and in the schema's order, as Hydra composes them."""
+    node = OmegaConf.load(path)
+    for key in ("defaults", "hydra"):
+        node.pop(key, None)
+    return OmegaConf.merge(OmegaConf.structured(cls), node) if cls else node
+
+
 def option_schema(path: Path) -> type | None:
     """The schema dataclass a group file extends (``- /schema/<group>/<name>@_here_``)."""
     match = re.search(r"/schema/(\w+)/(\w+)@_here_", path.read_text())
@@ -164,7 +173,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def top_level_section() -> str:
-    cfg = OmegaConf.to_container(compose_config([]), resolve=False, enum_to_str=True)
+    top = values(CONF_DIR / "config.yaml", schema.Config)
+    cfg = OmegaConf.to_container(top, resolve=False, enum_to_str=True)
     _, comments = yaml_comments(CONF_DIR / "config.yaml")
     comments |= nested_comments(CONF_DIR / "config.yaml")
     rules = rules_by_key()
@@ -198,9 +208,7 @@ def group_section(group: str) -> str:
         name = path.stem
         header, comments = yaml_comments(path)
         cls = option_schema(path)
-        node = OmegaConf.to_container(
-            compose_config([f"{group}={name}"])[group], resolve=False, enum_to_str=True
-        )
+        node = OmegaConf.to_container(values(path, cls), resolve=False, enum_to_str=True)
         types = schema_types(cls) if cls else {}
         schema_notes = field_comments(cls) if cls else {}
         for base in cls.__mro__[1:] if cls else []:
