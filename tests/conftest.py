@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
+from helpers.zygote import ZYGOTE, Forked
 from pipeline.config import CONF_DIR, register_configs, validate
 from pipeline.runtime.job import GROUPS, JobContext, run_name
 from pipeline.tracking.store.access import sqlite_path
@@ -54,26 +55,46 @@ def run_cli(
     env: dict[str, str] | None = None,
     module: str = "pipeline.train",
     timeout: float = 300,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> args`` the way a user does; capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=cli_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run ``python -m <module> args`` the way a user does; capture its output.
+
+    The process is forked from this worker's zygote (``tests/helpers/zygote.py``: the imports
+    paid once); ``fresh``: a new interpreter, for what reads the environment at import."""
+    if fresh:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env=cli_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    process = ZYGOTE.start(module, list(args), cwd, cli_env(env))
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def start_cli(
-    *args: str, cwd: Path, module: str = "pipeline.train", env: dict[str, str] | None = None
-) -> subprocess.Popen:
-    """Start ``python -m <module> args`` in the background, its output unbuffered."""
+    *args: str,
+    cwd: Path,
+    module: str = "pipeline.train",
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
+) -> subprocess.Popen | Forked:
+    """Start ``python -m <module> args`` in the background, its output unbuffered (forked from
+    the zygote unless ``fresh``, as ``run_cli``)."""
+    full = cli_env({"PYTHONUNBUFFERED": "1", **(env or {})})
+    if not fresh:
+        return ZYGOTE.start(module, list(args), cwd, full)
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=cli_env({"PYTHONUNBUFFERED": "1", **(env or {})}),
+        env=full,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -328,6 +349,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[STARTED] = time.perf_counter()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    ZYGOTE.stop()  # this worker's (its children are the tests' commands, all ended by now)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
