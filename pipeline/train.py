@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from pipeline.config import register_configs, validate
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts, slurm
+from pipeline.runtime.help import register_resolvers
 from pipeline.runtime.job import JobContext, record_job
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 register_configs()
+register_resolvers()
 
 
 def train_job(cfg: DictConfig, job: JobContext) -> Outcome:
