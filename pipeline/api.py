@@ -223,8 +223,33 @@ class Model:
 
         Returns:
             One row per sample, one column per class name.
+
+        Raises:
+            PipelineError: Columns that do not match ``features``, or values that are not
+                numbers.
         """
-        return self.classifier.predict(features)
+        return self.classifier.predict(self._as_inputs(features))
+
+    def _as_inputs(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``features`` as the model's input schema wants them: its columns, as floats."""
+        import pandas as pd
+
+        frame = pd.DataFrame(features)
+        if set(self.features) <= set(frame.columns):
+            frame = frame[self.features]
+        elif frame.shape[1] == len(self.features):
+            frame = frame.set_axis(self.features, axis=1)
+        else:
+            raise PipelineError(
+                f"Got {frame.shape[1]} feature columns, the model expects {len(self.features)}: "
+                f"{', '.join(self.features)}. Fix: pass a DataFrame with these columns"
+            )
+        try:
+            return frame.astype("float64")
+        except (TypeError, ValueError) as err:
+            raise PipelineError(
+                f"Features that are not numbers: {err}. Fix: pass numeric columns"
+            ) from None
 
     def predict(self, features: pd.DataFrame) -> pd.Series:
         """The most probable class of each row.
