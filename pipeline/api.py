@@ -1,12 +1,14 @@
 """The Python API: train, sweep and read runs from Python or a notebook.
 
 ```python
+import pandas as pd
 import pipeline
 
 run = pipeline.train("optim.lr=0.05", "epochs=200")     # one run, as on the command line
 sweep = pipeline.sweep("optim.lr=0.01,0.1", "seed=1,2")  # a multirun: 4 runs under one parent
 frame = pipeline.runs()                                  # one row per run of the experiment
 curves = pipeline.history(sweep.runs, "cost")            # run_id, step, value: ready to plot
+features = pd.DataFrame([[1, 2, 1, 1]], columns=["x0", "x1", "x2", "x3"])
 labels = pipeline.load(sweep.best.id).predict(features)  # class names
 ```
 
@@ -84,7 +86,15 @@ class Run:
 
     @classmethod
     def of(cls, run: MlflowRun, tracking_uri: str) -> Run:
-        """The run that MLflow's ``run`` record describes."""
+        """The run that an MLflow run record describes.
+
+        Args:
+            run: The record (``MlflowClient.get_run``, ``search_runs``).
+            tracking_uri: The store it came from.
+
+        Returns:
+            The ``Run``.
+        """
         from pipeline.tags import PARENT_RUN_ID
 
         return cls(
