@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 TRAIN_MODULE = Path(__file__).with_name("train.py")  # Hydra finds ../conf from it, as the CLI
-COLUMNS = ["run_id", "name", "status", "parent_run_id"]
 AFTER_RUN = "Interrupted once the run had finished: it is FINISHED."
+BY_START = ["attributes.start_time ASC", "attributes.run_name ASC"]  # a batch starts together
 
 
 @dataclass(frozen=True)
@@ -381,7 +381,7 @@ def runs(
             "tracking.experiment had, or the store's URI as tracking_uri"
         )
     try:
-        return _frame(search_all(client, found.experiment_id, filter or "", ["start_time ASC"]))
+        return _frame(search_all(client, found.experiment_id, filter or "", BY_START))
     except MlflowException as err:
         raise PipelineError(
             f"Cannot search the runs with filter {filter!r}: {err.message}. Fix: write it as "
@@ -551,30 +551,29 @@ def _sweep_runs(client: MlflowClient, parent: MlflowRun) -> list[MlflowRun]:
     if sweep_dir.name and sweep_dir.is_dir():
         jobs = collect(client, parent.info.experiment_id, sweep_dir)
         return [job.run for job in jobs if job.run is not None]
-    order = ["attributes.start_time ASC", "attributes.run_name ASC"]
-    return search_all(client, parent.info.experiment_id, sweep_filter(parent), order)
+    return search_all(client, parent.info.experiment_id, sweep_filter(parent), BY_START)
 
 
 def _frame(found: list[MlflowRun]) -> pd.DataFrame:
-    """``runs``' frame of MLflow's run records."""
+    """``runs``' frame of MLflow's run records (a param that is a whole number where a run has
+    it, such as ``seed``, stays one: ``Int64``, empty where a run lacks it)."""
     import pandas as pd
 
     from pipeline.tags import PARENT_RUN_ID
 
-    params = sorted({key for run in found for key in run.data.params})
-    metrics = sorted({key for run in found for key in run.data.metrics})
-    rows = [
-        [
-            run.info.run_id,
-            run.info.run_name,
-            run.info.status,
-            run.data.tags.get(PARENT_RUN_ID),
-            *(_value(run.data.params[key]) if key in run.data.params else None for key in params),
-            *(run.data.metrics.get(key, math.nan) for key in metrics),
-        ]
-        for run in found
-    ]
-    return pd.DataFrame(rows, columns=[*COLUMNS, *params, *metrics])
+    columns: dict[str, Any] = {
+        "run_id": [run.info.run_id for run in found],
+        "name": [run.info.run_name for run in found],
+        "status": [run.info.status for run in found],
+        "parent_run_id": [run.data.tags.get(PARENT_RUN_ID) for run in found],
+    }
+    for key in sorted({key for run in found for key in run.data.params}):
+        values = [_value(run.data.params[key]) if key in run.data.params else None for run in found]
+        whole = all(isinstance(v, int) for v in values if v is not None)
+        columns[key] = pd.array(values, dtype="Int64") if whole else values
+    for key in sorted({key for run in found for key in run.data.metrics}):
+        columns[key] = [run.data.metrics.get(key, math.nan) for run in found]
+    return pd.DataFrame(columns, columns=list(columns))
 
 
 def _value(text: str) -> Any:
