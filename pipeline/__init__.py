@@ -12,12 +12,50 @@ The commands users run are the top-level modules (``python -m pipeline.<command>
 - ``config``: typed schemas for ``conf/`` and the value rules;
 - ``tags`` (the names of the tags runs carry), ``errors`` and ``compat`` (module paths that
   earlier releases recorded).
+
+The Python API (``api``) is exported here, loaded on first use so that ``import pipeline`` and
+the commands start no slower: ``pipeline.train``, ``sweep``, ``runs``, ``history``, ``load``,
+``Run``, ``Sweep``, ``Model`` and the errors. (``pipeline.train`` is also the command's module,
+which is callable as the API's ``train``.)
 """
 
+import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from pipeline.compat import MovedModules
+
+if TYPE_CHECKING:
+    from pipeline.api import (
+        Model,
+        OverrideError,
+        PipelineError,
+        Run,
+        Sweep,
+        SweepFailed,
+        history,
+        load,
+        runs,
+        sweep,
+        train,
+    )
+
+__all__ = [
+    "Model",
+    "OverrideError",
+    "PipelineError",
+    "Run",
+    "Sweep",
+    "SweepFailed",
+    "__version__",
+    "history",
+    "load",
+    "runs",
+    "sweep",
+    "train",
+]
+API = frozenset(__all__) - {"__version__"}
 
 try:
     __version__ = version("pipeline")
@@ -26,3 +64,16 @@ except PackageNotFoundError:  # loaded from a model's copy of the code, not inst
 
 if not any(isinstance(finder, MovedModules) for finder in sys.meta_path):
     sys.meta_path.append(MovedModules())
+
+
+def __getattr__(name: str) -> Any:
+    """The API's names, imported on first use (``train``: the command's callable module)."""
+    if name == "train":
+        return importlib.import_module("pipeline.train")
+    if name in API:
+        return getattr(importlib.import_module("pipeline.api"), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *API})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +23,28 @@ class DataError(PipelineError):
     """Data that cannot be trained on: a bad file, too few samples per class for the split, ..."""
 
 
+class OverrideError(PipelineError):
+    """An override that Hydra cannot apply: an unknown key or group option, a value of the wrong
+    type, a syntax error (the Python API's form of what Hydra prints on the command line)."""
+
+
+class SweepFailed(PipelineError):
+    """Some of a sweep's jobs did not finish (the others did; the sweep's runs are recorded).
+    From the Python API, ``sweep`` is the sweep (a ``pipeline.api.Sweep``)."""
+
+    sweep: Any = None
+
+
+class Fatal(SystemExit):
+    """A PipelineError that must end the command where Hydra would turn an exception into a
+    warning (in a callback): the interpreter prints its line to stderr and exits with status 1;
+    the Python API (``pipeline.api``) raises ``error`` instead."""
+
+    def __init__(self, error: PipelineError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def first_line(err: BaseException) -> str:
     """An exception as one line: its message's first line, or its type."""
     text = str(err).strip()
@@ -31,7 +52,7 @@ def first_line(err: BaseException) -> str:
 
 
 def fatal_in_callback(method: Method) -> Method:
-    """For a Hydra callback method: a PipelineError is its one line and exit status 1.
+    """For a Hydra callback method: a PipelineError is its one line and exit status 1 (``Fatal``).
 
     Hydra turns a callback's exceptions into warnings and carries on (a sweep would launch its
     jobs anyway); SystemExit passes through.
@@ -42,7 +63,6 @@ def fatal_in_callback(method: Method) -> Method:
         try:
             return method(*args, **kwargs)
         except PipelineError as err:
-            print(err, file=sys.stderr)
-            raise SystemExit(1) from None
+            raise Fatal(err) from None
 
     return wrapper  # type: ignore[return-value]

@@ -2,6 +2,9 @@
 
 Only Hydra and the config schemas are imported up front, so a config mistake is reported in
 well under a second; torch and MLflow are loaded once the config is valid.
+
+From Python, ``pipeline.train(*overrides)`` trains a run (``pipeline.api.train``): this module
+is callable, so that it is that function too once it is imported as ``pipeline.train``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import logging
 import math
 import os
 import sys
+import types
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
@@ -18,20 +23,31 @@ from omegaconf import DictConfig
 from pipeline.config import register_configs, validate
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts, slurm
+from pipeline.runtime.help import register_resolvers
 from pipeline.runtime.job import JobContext, record_job
+
+if TYPE_CHECKING:
+    from pipeline.api import Run
+    from pipeline.stage import Outcome
 
 log = logging.getLogger(__name__)
 register_configs()
+register_resolvers()
 
 
-def run_job(cfg: DictConfig, job: JobContext) -> float:
-    """Validate, then train: the value a sweeper optimizes (``sweep.metric``)."""
+def train_job(cfg: DictConfig, job: JobContext) -> Outcome:
+    """Validate, then train: the run's outcome."""
     validate(cfg)
     from pipeline.stage import train  # torch and MLflow load here, for a valid config only
 
     outcome = train(cfg, job)
     record_job(job, status="FINISHED")
-    return outcome.value
+    return outcome
+
+
+def run_job(cfg: DictConfig, job: JobContext) -> float:
+    """Validate, then train: the value a sweeper optimizes (``sweep.metric``)."""
+    return train_job(cfg, job).value
 
 
 def run_alone(cfg: DictConfig, job: JobContext) -> float:
@@ -73,6 +89,18 @@ def main(cfg: DictConfig) -> float:
         record_job(job, status="FAILED", reason=f"{type(err).__name__}: {first_line(err)}")
     return math.nan
 
+
+class _Command(types.ModuleType):
+    """This module, callable as ``pipeline.api.train``."""
+
+    def __call__(self, *overrides: str) -> Run:
+        from pipeline.api import train
+
+        return train(*overrides)
+
+
+if __name__ != "__main__":
+    sys.modules[__name__].__class__ = _Command
 
 if __name__ == "__main__":
     interrupts.install()  # Ctrl-C and SIGTERM end the run KILLED, at an epoch boundary

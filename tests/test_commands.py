@@ -35,7 +35,7 @@ CHAMPION = "models:/softmax-regression@champion"
 
 
 @pytest.mark.parametrize("command", OPTIONS)
-def test_help_shows_the_usage_with_every_option_and_an_example(command, capsys):
+def test_help_shows_the_usage_with_every_option_and_ends_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as exited:
         importlib.import_module(f"pipeline.{command}").main(["--help"])
     assert exited.value.code == 0
@@ -43,26 +43,45 @@ def test_help_shows_the_usage_with_every_option_and_an_example(command, capsys):
     assert out.startswith(f"usage: python -m pipeline.{command} ")
     for option in OPTIONS[command]:
         assert option in out, option
-    assert f"example:\n  python -m pipeline.{command} " in out
+    last_two = out.rstrip().splitlines()[-2:]
+    assert last_two[0] == "example:"
+    assert last_two[1].startswith(f"  python -m pipeline.{command} ")
 
 
-def test_train_help_shows_the_config_groups_and_values(tmp_path):
+def test_train_help_is_the_pipelines_own_page(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("train is powered by Hydra.")
-    groups = result.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==")[0]
+    page = result.stdout
+    assert page.startswith(
+        "python -m pipeline.train: train a model with PyTorch, tracked in MLflow"
+    )
+    assert "powered by Hydra" not in page
+    groups = page.split("== Configuration groups ==", 1)[1].split("== Config ==")[0]
     for line in (
-        "data: csv, digits, iris, parquet, synthetic, toy, wine",
+        "data: csv, digits, iris, parquet, synthetic, [toy], wine",
         "debug: fast",
         "experiment: iris_mlp, lr_seed_sweep, reference",
-        "model: mlp, softmax",
-        "optim: adam, adamw, lbfgs, sgd",
+        "model: mlp, [softmax]",
+        "optim: adam, adamw, lbfgs, [sgd]",
     ):
-        assert f"\n{line}\n" in groups
-    config = result.stdout.split("== Config ==", 1)[1]
+        assert f"\n  {line}\n" in groups
+    assert "[vectorized]" in groups  # hydra/launcher's default: the batched launcher
+    assert "schema/" not in page  # the internal schema groups are not a user's choice
+    config = page.split("== Config ==", 1)[1].split("Other commands")[0]
     for line in ("seed: 1", "epochs: 1000", "batch_size: null", "device: auto", "  lr: 0.1",
                  "  direction: minimize", "  every_s: 60.0"):  # fmt: skip
         assert f"\n{line}\n" in config
+    commands = page.split("Other commands", 1)[1].split("Docs:")[0]
+    for command in ("predict", "rerun", "resume", "compare", "diff", "register", "ui", "server"):
+        assert f"\n  {command} " in commands, command
+    assert "Predict with a logged model" in commands  # each command's own first doc line
+    assert "Docs: docs/index.md in the repository, or the docs site (mkdocs serve)." in page
+    examples = page.rstrip().split("Examples:\n", 1)[1].splitlines()
+    assert [e.split("#")[0].strip() for e in examples] == [  # the page ends with them
+        "python -m pipeline.train optim.lr=0.05 epochs=200",  # a run
+        "python -m pipeline.train -m optim.lr=0.01,0.1 seed=1,2,3",  # a sweep
+        "python -m pipeline.train data=csv data.path=my.csv data.label=species",  # a user's CSV
+    ]
     assert not (tmp_path / "mlruns").exists()  # nothing trained
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.core.stop import Stop, check, request, withdraw
 
-__all__ = ["STOP_SIGNALS", "Stop", "check", "deferred", "hand_over", "install"]
+__all__ = ["STOP_SIGNALS", "Stop", "check", "deferred", "hand_over", "install", "installed"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
@@ -49,6 +49,24 @@ def install() -> None:
         if current is not _on_signal:
             _state.previous[signum] = current
             signal.signal(signum, _on_signal)
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """``install`` inside; the handlers that were there before (a Jupyter kernel's) restored on
+    leaving. For the Python API, which trains inside someone else's process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    install()
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(signum, handler)
+            _state.previous.pop(signum, None)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

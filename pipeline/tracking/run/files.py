@@ -105,15 +105,13 @@ def log_test_report(
     class_names: list[str],
 ) -> None:
     """Log ``test_report.json`` (precision, recall, f1 per class) and ``confusion_matrix.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
     from sklearn.metrics import ConfusionMatrixDisplay
 
     client.log_dict(run_id, class_report(predicted, actual, class_names), "test_report.json")
     size = max(4.0, 0.5 * len(class_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    axes = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(
         actual,
         predicted,
@@ -124,4 +122,3 @@ def log_test_report(
     )
     axes.set_title("Test set confusion matrix")
     client.log_figure(run_id, figure, "confusion_matrix.png")
-    plt.close(figure)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pipeline.config.params import is_run_setting
-from pipeline.errors import fatal_in_callback
+from pipeline.errors import Fatal, SweepFailed, fatal_in_callback
 from pipeline.runtime.job import override_key, write_sweep_file
 
 log = logging.getLogger(__name__)
@@ -29,10 +28,13 @@ class SweepTracking(Callback):
     outcome in the sweep dir's ``sweep.json``; a failed job makes the exit status 1.
     """
 
+    last: SweepTracking | None = None  # the sweep this process launched last (for the Python API)
+
     def __init__(self) -> None:
         self.client: Any = None  # an MlflowClient, once a sweep starts
         self.experiment_id = ""
-        self.parent_id: str | None = None
+        self.parent_id: str | None = None  # until the parent run is closed
+        self.sweep_run_id = ""  # the parent run, kept once it is closed
 
     @fatal_in_callback  # a store or cluster that cannot be used stops the sweep here
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -63,7 +65,9 @@ class SweepTracking(Callback):
             objective=(config.sweep.metric.name, config.sweep.direction.name),
             resume=config.sweep.resume,
         )
-        atexit.register(self._close, "KILLED")  # if the sweep never reaches its end
+        self.sweep_run_id = self.parent_id
+        SweepTracking.last = self
+        atexit.register(self.close, "KILLED")  # if the sweep never reaches its end
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from pipeline.tracking.store.serving import run_address
@@ -89,16 +93,16 @@ class SweepTracking(Callback):
         log.info("Sweep's parent run %s; view it at %s", self.parent_id, address)
         failed = [r.num for r in jobs if r.status != "FINISHED"]
         write_sweep_file(sweep_dir, jobs=len(jobs), failed_jobs=failed)
-        self._close("FAILED" if failed else "FINISHED")
+        self.close("FAILED" if failed else "FINISHED")
         if failed:  # the sweep's exit status (Hydra turns exceptions raised here into warnings)
-            print(
-                f"Sweep had failures: {len(failed)} of {len(jobs)} jobs did not finish "
-                f"(jobs {', '.join(map(str, failed))}; see the summary above)",
-                file=sys.stderr,
+            raise Fatal(
+                SweepFailed(
+                    f"Sweep had failures: {len(failed)} of {len(jobs)} jobs did not finish "
+                    f"(jobs {', '.join(map(str, failed))}; see the summary above)"
+                )
             )
-            raise SystemExit(1)
 
-    def _close(self, status: str) -> None:
+    def close(self, status: str) -> None:
         """End the parent run once (the first call wins: normal end, or KILLED at exit)."""
         if self.parent_id is None:
             return

@@ -12,12 +12,10 @@ LEGEND_MAX = 30  # more jobs than this: no legend (it would cover the plot)
 
 def log_cost_curves(client: MlflowClient, parent_id: str, results: list[JobResult]) -> None:
     """Plot the ``cost`` history of every job that has a run, and log it to the parent."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
     histories = cost_histories(client, [result.run_id for result in results])
     for result in results:
         history = histories[result.run_id]
@@ -27,7 +25,6 @@ def log_cost_curves(client: MlflowClient, parent_id: str, results: list[JobResul
     if len(results) <= LEGEND_MAX:
         axes.legend(fontsize="small")
     client.log_figure(parent_id, figure, "cost_curves.png")
-    plt.close(figure)
 
 
 def cost_histories(client: MlflowClient, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
