@@ -8,12 +8,14 @@ or whose nodes could not reach the store."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import submitit
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
@@ -30,7 +32,9 @@ from conftest import (
     train_into,
 )
 from helpers.alone import EPOCHS, histories_alone
+from hydra_plugins.pipeline_launcher.slurm_groups import task_returns
 from pipeline.config import CONF_DIR, register_configs
+from pipeline.runtime.job import JobContext, read_job, record_job
 from pipeline.runtime.slurm import is_slurm
 
 SWEEP = ["-m", "hydra/launcher=slurm", "optim.lr=0.01,0.1", "seed=1,2", EPOCHS]
@@ -186,7 +190,9 @@ def test_a_requeued_then_preempted_group_task_resumes_every_run_of_its_group(
     checkpointed each time and goes on from its checkpoint in the next attempt, batched again,
     to the history of the job trained alone, uninterrupted."""
     job = ["data=iris", "batch_size=16", "checkpoint.every_s=1"]
-    job.append(f"epochs={max(epochs_lasting(8, *job), 3000)}")  # past two checkpoints
+    # Past two checkpoints: the batch of two trains more slowly than a job alone, and each
+    # attempt trains a second or two before it is stopped (each starts in about 20 s).
+    job.append(f"epochs={max(epochs_lasting(4, *job), 1000)}")
     uri = postgres.create_database("requeue_groups", migrated=True)
     sweep = start_cli("-m", "hydra/launcher=slurm_groups", "seed=3,4", *job,
                       "tracking.flush_every_s=0.5", f"tracking.uri={uri}", cwd=tmp_path,
@@ -222,6 +228,30 @@ def test_a_requeued_then_preempted_group_task_resumes_every_run_of_its_group(
     assert out.count("Training jobs 0-1 as one batch of 2") == 3  # each attempt
     assert out.count("Resuming run ") == 4  # each run, in the second and third attempts
     assert "Traceback" not in out + err
+
+
+def test_a_task_without_results_is_a_line_and_its_unfinished_jobs_fail(tmp_path, caplog):
+    """A task that ended without its JobReturns (here its code raised; on a cluster, also one
+    killed, out of memory or out of requeues): one line naming it, its cause and its log; each
+    of its jobs returns NaN; the dir of a job that had not finished gets the reason (the
+    sweep's summary counts it failed), a FINISHED one keeps its record."""
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    job = executor.submit(int, "many")  # raises in the task's process
+    task = [(0, ["seed=1"]), (1, ["seed=2"])]
+    dirs = {num: tmp_path / str(num) for num, _ in task}
+    for path in dirs.values():
+        path.mkdir()
+    record_job(JobContext(job_num=1, output_dir=dirs[1]), run_id="abc", status="FINISHED")
+    with caplog.at_level(logging.ERROR):
+        returns = task_returns(job, task, dirs)
+    assert [r.overrides for r in returns] == [["seed=1"], ["seed=2"]]
+    assert all(math.isnan(r.return_value) for r in returns)
+    cause = "ValueError: invalid literal for int() with base 10: 'many'"
+    reason = f"Slurm task {job.job_id} ended without its results: {cause}"
+    assert read_job(dirs[0]) == {"reason": reason}
+    assert read_job(dirs[1]) == {"run_id": "abc", "status": "FINISHED"}
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert line == f"{reason} (its log: {job.paths.stdout})"
 
 
 def path_without_slurm(tmp_path: Path) -> str:

@@ -124,16 +124,15 @@ class GroupedSlurmLauncher(SlurmLauncher):
 
 
 def task_returns(job: Any, task: Task, output_dirs: dict[int, Path]) -> list[JobReturn]:
-    """The task's ``JobReturn``s; for a task that ended without them (killed, out of memory,
-    out of requeues), a line, NaN for each job and the reason in the dirs of its unfinished
-    jobs (the sweep's summary counts them failed)."""
-    from pipeline.errors import first_line
+    """The Slurm task's ``JobReturn``s, once it ends. A task that ended without them (killed,
+    out of memory, out of requeues, its code raised) is one line; each of its jobs returns NaN,
+    and the dir of each that did not finish gets the reason (the summary counts it failed)."""
     from pipeline.runtime.job import JobContext, read_job, record_job
 
-    try:
+    error = job.exception()  # None: the task returned its results
+    if error is None:
         return job.results()[0]
-    except Exception as err:  # submitit's UncompletedJobError, FailedJobError
-        reason = f"Slurm task {job.job_id} ended without its results: {first_line(err)}"
+    reason = f"Slurm task {job.job_id} ended without its results: {cause(job, error)}"
     log.error("%s (its log: %s)", reason, job.paths.stdout)
     returns = []
     for num, overrides in task:
@@ -144,3 +143,13 @@ def task_returns(job: Any, task: Task, output_dirs: dict[int, Path]) -> list[Job
         ret.status, ret.return_value = JobStatus.COMPLETED, math.nan  # as a failed job's
         returns.append(ret)
     return returns
+
+
+def cause(job: Any, error: Exception) -> str:
+    """Why a task has no results: the exception's line where its code raised (submitit's
+    FailedJobError holds the trace between two dashed lines); else Slurm's state for it
+    (OUT_OF_MEMORY, TIMEOUT, CANCELLED, NODE_FAIL, ...)."""
+    parts = str(error).split("-" * 22)
+    if type(error).__name__ == "FailedJobError" and len(parts) >= 3:
+        return parts[1].strip().splitlines()[-1]
+    return f"state {job.state}"
