@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import submitit
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
@@ -174,6 +175,10 @@ def test_a_batched_sweep_is_a_slurm_task_per_chunk_of_its_group(slurm, postgres,
     trained = sorted((r.data.tags["process.slurm_job"], r.data.tags.get("batch.jobs", "alone"))
                      for r in runs)  # fmt: skip
     assert trained == [(f"{array_id}_0", "3")] * 3 + [(f"{array_id}_1", "alone")]
+    # Each job's dir has the .hydra files its task wrote, with the task's id as the job's.
+    job_ids = [yaml.safe_load((sweep_dir / str(num) / ".hydra" / "hydra.yaml").read_text())
+               ["hydra"]["job"]["id"] for num in range(4)]  # fmt: skip
+    assert job_ids == [f"{array_id}_0"] * 3 + [f"{array_id}_1"]
     log = (sweep_dir / ".submitit" / f"{array_id}_0" / f"{array_id}_0_0_log.out").read_text()
     assert "Training jobs 0-2 as one batch of 3" in log
     assert "Submitting 4 jobs as 2 Slurm tasks (at most 3 jobs of one group each)" in (

@@ -70,7 +70,8 @@ class GroupedSlurmLauncher(SlurmLauncher):
     def tasks(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
               ) -> tuple[list[Task], dict[int, Path]]:  # fmt: skip
         """The sweep's jobs in Slurm tasks: each group's jobs in order, ``jobs_per_task`` at a
-        time; and each job's dir (written here, so that the summary sees every job)."""
+        time; and each job's dir, made here with its overrides (so that the summary sees every
+        job); its task writes the rest of its ``.hydra`` files."""
         from pipeline.group import group_key  # torch loads here
 
         compose = Composer(self.hydra_context.config_loader, self.config)
@@ -78,7 +79,7 @@ class GroupedSlurmLauncher(SlurmLauncher):
         output_dirs: dict[int, Path] = {}
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            config = job_config(compose(list(overrides)), num)
+            config = job_config(compose(list(overrides)), num, overrides_only=True)
             output_dirs[num] = Path(config.hydra.runtime.output_dir)
             groups.setdefault(group_key(config), []).append((num, list(overrides)))
         size = self.jobs_per_task

@@ -71,9 +71,12 @@ class VectorizedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
 
-def job_config(config: DictConfig, num: int, job_id: str | None = None) -> DictConfig:
+def job_config(
+    config: DictConfig, num: int, job_id: str | None = None, overrides_only: bool = False
+) -> DictConfig:
     """The job's composed ``config`` numbered (its id: ``job_id``, else ``num``), its dir made
-    and its ``.hydra`` files written, as ``run_job`` does before it calls the task."""
+    and its ``.hydra`` files written, as ``run_job`` does before it calls the task (with
+    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job)."""
     with open_dict(config):
         config.hydra.job.id = num if job_id is None else job_id
         config.hydra.job.num = num
@@ -85,11 +88,12 @@ def job_config(config: DictConfig, num: int, job_id: str | None = None) -> DictC
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.hydra.output_subdir is not None:
         hydra_dir = output_dir / str(config.hydra.output_subdir)
-        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-        _save_config(task, "config.yaml", hydra_dir)
-        hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
-        (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
         _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
+        if not overrides_only:
+            task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            _save_config(task, "config.yaml", hydra_dir)
+            hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
+            (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
     return config
 
 
