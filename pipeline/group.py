@@ -95,8 +95,8 @@ class Member:
                 self.lines.append((ms, f"Epoch {epoch:4d}/{last} Cost: {values['cost']:.6f}"))
 
 
-def group_key(member: Member) -> str:
-    cfg = member.cfg
+def group_key(cfg: DictConfig) -> str:
+    """What the jobs of one group share, as text (a job's ``cfg``, with its hydra node or not)."""
     shared = {key: OmegaConf.select(cfg, key) for key in (*SHARED, "optim._target_")}
     return json.dumps(
         {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
@@ -112,7 +112,7 @@ def launch(configs: Sequence[DictConfig], alone: Callable[[DictConfig], JobRetur
     valid = [m for m in members if valid_config(m)]
     groups: dict[str, list[Member]] = {}
     for member in valid:
-        groups.setdefault(group_key(member), []).append(member)
+        groups.setdefault(group_key(member.cfg), []).append(member)
     returns: dict[int, JobReturn] = {}
     progress = SweepProgress(len(valid))
     try:

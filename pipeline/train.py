@@ -75,12 +75,7 @@ def main(cfg: DictConfig) -> float:
     try:  # in a sweep, a failed job is recorded in its job dir and the others go on
         return run_job(cfg, job)
     except interrupts.Stop as stop:
-        interrupts.hand_over(stop)  # a scheduler's signal: its handler requeues the job
-        requeued = slurm.requeued_job()  # `scontrol requeue`'s SIGTERM: not an error
-        if requeued is not None:
-            log.warning("Slurm requeued job %s: it resumes this run when it starts again", requeued)
-            raise SystemExit(128 + stop.signum) from None
-        raise
+        slurm.stopped(stop, "this run")  # a scheduler's signal or requeue: not an error
     except PipelineError as err:
         log.error("Job %d failed: %s", job.job_num, first_line(err))
         record_job(job, status="FAILED", reason=first_line(err))

@@ -60,7 +60,7 @@ class VectorizedLauncher(Launcher):
         configs = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            configs.append(self.job_config(compose(list(overrides)), num))
+            configs.append(job_config(compose(list(overrides)), num))
         console_logging(configs[0])
         from pipeline.group import launch, run_alone  # torch and MLflow load here
 
@@ -70,26 +70,31 @@ class VectorizedLauncher(Launcher):
         finally:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
-    def job_config(self, config: DictConfig, num: int) -> DictConfig:
-        """The job's composed ``config`` numbered, its dir made and its ``.hydra`` files
-        written, as ``run_job`` does before it calls the task."""
-        with open_dict(config):
-            config.hydra.job.id = num
-            config.hydra.job.num = num
-        if "${hydra:" in str(OmegaConf.to_container(config.hydra.sweep)):
-            HydraConfig.instance().set_config(config)  # the dir's name asks Hydra's resolver
-        output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
-        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-            config.hydra.runtime.output_dir = os.path.abspath(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if config.hydra.output_subdir is not None:
-            hydra_dir = output_dir / str(config.hydra.output_subdir)
+
+def job_config(
+    config: DictConfig, num: int, job_id: str | None = None, overrides_only: bool = False
+) -> DictConfig:
+    """The job's composed ``config`` numbered (its id: ``job_id``, else ``num``), its dir made
+    and its ``.hydra`` files written, as ``run_job`` does before it calls the task (with
+    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job)."""
+    with open_dict(config):
+        config.hydra.job.id = num if job_id is None else job_id
+        config.hydra.job.num = num
+    if "${hydra:" in str(OmegaConf.to_container(config.hydra.sweep)):
+        HydraConfig.instance().set_config(config)  # the dir's name asks Hydra's resolver
+    output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is not None:
+        hydra_dir = output_dir / str(config.hydra.output_subdir)
+        _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
+        if not overrides_only:
             task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             _save_config(task, "config.yaml", hydra_dir)
             hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
             (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
-            _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
-        return config
+    return config
 
 
 def console_logging(config: DictConfig) -> None:

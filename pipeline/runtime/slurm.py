@@ -22,11 +22,12 @@ import socket
 import subprocess
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import PipelineError
+from pipeline.runtime import interrupts
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ def sbatch_options(launcher: DictConfig) -> list[str]:
 
 def check_cluster(launcher: DictConfig) -> None:
     """Raise a one-line PipelineError unless Slurm would accept a job of this sweep."""
+    per_task = launcher.get("jobs_per_task")  # hydra/launcher=slurm_groups
+    if per_task is not None and per_task < 1:
+        raise PipelineError(
+            f"hydra.launcher.jobs_per_task={per_task}: a Slurm task trains at least one job. "
+            "Fix: hydra.launcher.jobs_per_task=1 or more"
+        )
     if shutil.which("sbatch") is None:
         raise PipelineError(
             "Slurm's sbatch is not on PATH: this machine cannot submit jobs. Fix: run the sweep "
@@ -310,3 +317,15 @@ def requeued_job() -> str | None:
         return None
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{array}_{task}" if array and task else job_id
+
+
+def stopped(stop: interrupts.Stop, runs: str) -> NoReturn:
+    """End a Slurm job that a signal stopped once its ``runs`` ("this run") are closed: USR2
+    goes to submitit's handler, which requeues the job; a job that Slurm requeues
+    (``scontrol requeue``) says so in a line and exits; any other stop goes on up."""
+    interrupts.hand_over(stop)
+    requeued = requeued_job()
+    if requeued is not None:
+        log.warning("Slurm requeued job %s: it resumes %s when it starts again", requeued, runs)
+        raise SystemExit(128 + stop.signum) from None
+    raise stop
