@@ -224,7 +224,7 @@ def train_batch(
     heartbeat = GroupHeartbeat(store.client, [m.run_id for m in members])
     jobs = [
         batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_epochs,
-                    steering(m.job.overrides))
+                    steering(m.job.overrides), scheduler=m.built.scheduler, early=m.built.early)
         for m in members
     ]  # fmt: skip
     by_job = {id(job): member for job, member in zip(jobs, members, strict=True)}
@@ -340,10 +340,10 @@ def record_all(members: list[Member], store: Store) -> None:
     direct = writes_directly(uri, store.experiment_id)
     for member in members:
         cfg, built = member.cfg, member.built
-        if final_state_missing(cfg, member.checkpoints):
+        if final_state_missing(cfg, built, member.checkpoints):
             flush_all([member.metrics])
-            save_state(member.checkpoints, built, cfg.epochs)
-        final = final_metrics(built, client, member.run_id)
+            save_state(member.checkpoints, built, built.last_epoch(cfg.epochs))
+        final = final_metrics(built, client, member.run_id, cfg.epochs)
         member.metrics.log_summary(final)
         data = built.data
         model = deployable(built)
