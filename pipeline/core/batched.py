@@ -429,6 +429,7 @@ class Batch:
                 continue
             metrics = {"val_cost": costs[j], "val_accuracy": accuracies[j]} if needs_val else {}
             if job.scheduler is not None:
+                job.optimizer._opt_called = True  # its step ran (functionally): torch's flag
                 step_scheduler(job.scheduler, metrics.get("val_cost"))
             if job.early is not None and job.early.update(epoch, metrics, self.weights(j)):
                 self.put_back_job(j, block_of[j])
