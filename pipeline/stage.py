@@ -78,8 +78,9 @@ def resolve_device(device: Device) -> torch.device:
     return torch.device(device.value)
 
 
-# Overrides that do not change what the optimizer does to the cost: never a divergence's cause.
-NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed"}
+# Overrides (keys, or their first part) that do not change what the optimizer does to the cost:
+# never a divergence's cause.
+NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed", "hydra", "early_stopping"}
 
 
 def steering(overrides: tuple[str, ...]) -> list[str]:
@@ -89,7 +90,7 @@ def steering(overrides: tuple[str, ...]) -> list[str]:
     return [
         setting
         for key, setting in keys
-        if not (is_run_setting(key) or key in NOT_STEERING or key.split(".")[0] == "hydra")
+        if not (is_run_setting(key) or key.split(".")[0] in NOT_STEERING)
     ]
 
 

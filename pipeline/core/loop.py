@@ -210,7 +210,7 @@ def fit(
         return
     try:
         for epoch in range(start_epoch, epochs + 1):
-            lr = current_lr(optimizer)
+            lr = current_lr(optimizer) if scheduler is not None else None
             cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
             val_metrics = {}
             if val is not None:
