@@ -201,7 +201,7 @@ def test_early_stopping_on_val_accuracy_with_mode_max(store_uri):
     ("overrides", "message"),
     [
         (("early_stopping.patience=5",), "early_stopping.patience=5 watches val_cost, but the "
-         "data has no validation split (data.val_fraction=0). Fix: e.g. data.val_fraction=0.2"),
+         "data has no validation split (data.val_fraction=0). Fix: e.g. data.val_fraction=0.4"),
         (("data=iris", "early_stopping.patience=0"), "early_stopping.patience must be >= 1"),
         (("data=iris", "early_stopping.patience=5", "early_stopping.monitor=val_accuracy"),
          "early_stopping.monitor=val_accuracy needs early_stopping.mode=max, got min"),
@@ -420,10 +420,13 @@ def test_controls_of_a_batched_group_resume_from_its_checkpoints_as_if_never_sto
 
 # ----------------------------------------------------------------------------- real processes
 
-# Iris in mini-batches with Adam, a warm-up then a cosine; and the early-stopping run. A
-# checkpoint every epoch (every_s=0.001), so that a failpoint kills each at a known epoch.
+# Iris in mini-batches with Adam, a warm-up then a cosine; digits with Adam, which stops early
+# after ~17 epochs. A checkpoint every epoch (every_s=0.001, each a few ms of writes; the
+# resumed run too), so that a failpoint kills each at a known epoch.
 SCHEDULED = ("data=iris", "batch_size=16", "optim=adam", "scheduler=cosine",
-             "scheduler.warmup_epochs=10", "epochs=150")  # fmt: skip
+             "scheduler.warmup_epochs=5", "epochs=20")  # fmt: skip
+STOPPING = ("data=digits", "optim=adam", "optim.lr=0.05", "early_stopping.patience=5",
+            "epochs=200")  # fmt: skip
 EVERY_EPOCH = ("checkpoint.every_s=0.001",)
 
 
@@ -459,8 +462,8 @@ def assert_same_histories(uri, run, expected_uri, expected, keys) -> None:
 @pytest.mark.slow
 def test_scheduler_kill_9_then_resume_logs_the_uninterrupted_lr_and_cost(tmp_path, store_uri):
     _, expected = train_into(store_uri, *SCHEDULED)
-    uri, run, saved = killed_and_resumed(tmp_path, SCHEDULED, "checkpoint:60")
-    assert 0 < saved < 150
+    uri, run, saved = killed_and_resumed(tmp_path, SCHEDULED, "checkpoint:12")
+    assert 5 < saved < 20  # past the warm-up
     assert_same_histories(uri, run, store_uri, expected, ("lr", "cost", "val_cost"))
     assert run.data.metrics == expected.data.metrics
 
@@ -469,9 +472,9 @@ def test_scheduler_kill_9_then_resume_logs_the_uninterrupted_lr_and_cost(tmp_pat
 def test_early_stopping_kill_9_then_resume_stops_where_it_would_have(tmp_path, store_uri):
     """Killed between its best epoch and its stop: the resumed run waits out the rest of its
     patience, stops at the same epoch and restores the same best model."""
-    _, expected = train_into(store_uri, *EARLY)
+    _, expected = train_into(store_uri, *STOPPING)
     best, stopped = (int(expected.data.metrics[k]) for k in ("best_epoch", "stopped_epoch"))
-    uri, run, saved = killed_and_resumed(tmp_path, EARLY, f"checkpoint:{stopped - 2}")
+    uri, run, saved = killed_and_resumed(tmp_path, STOPPING, f"checkpoint:{stopped - 2}")
     assert best < saved < stopped
     assert_same_histories(uri, run, store_uri, expected, ("cost", "val_cost", "val_accuracy"))
     assert run.data.metrics == expected.data.metrics  # best_epoch, stopped_epoch, objective, ...

@@ -127,7 +127,7 @@ def _check_controls(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"Config error: early_stopping.patience={early.patience} watches "
                 f"{early.monitor.value}, but the data has no validation split "
-                "(data.val_fraction=0). Fix: e.g. data.val_fraction=0.2, or "
+                "(data.val_fraction=0). Fix: e.g. data.val_fraction=0.4, or "
                 "early_stopping.patience=null"
             )
         wanted = Mode.max if early.monitor == Monitor.val_accuracy else Mode.min
@@ -143,7 +143,7 @@ def _check_controls(cfg: DictConfig) -> None:
             raise ConfigError(
                 "Config error: scheduler=plateau watches the validation cost, but the data has no "
                 "validation split (data.val_fraction=0). "
-                "Fix: e.g. data.val_fraction=0.2, or another scheduler"
+                "Fix: e.g. data.val_fraction=0.4, or another scheduler"
             )
         if cfg.scheduler.get("warmup_epochs"):
             raise ConfigError(
