@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pipeline.config import validate
 from pipeline.config.params import params
 from pipeline.core import batched
+from pipeline.core.loop import stopped_line
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts
 from pipeline.runtime.console import SweepProgress
@@ -90,9 +91,12 @@ class Member:
         """Keep the epochs' metrics to write, and the lines a run alone would log."""
         self.metrics.log_many(epochs)
         every, last = self.cfg.log_every, self.cfg.epochs
+        early = self.built.early
         for epoch, ms, values in epochs:
             if epoch % every == 0 or epoch == last:
                 self.lines.append((ms, f"Epoch {epoch:4d}/{last} Cost: {values['cost']:.6f}"))
+            if early is not None and epoch == early.stopped_epoch:
+                self.lines.append((ms, stopped_line(early, epoch)))
 
 
 def group_key(cfg: DictConfig) -> str:
@@ -224,7 +228,7 @@ def train_batch(
     heartbeat = GroupHeartbeat(store.client, [m.run_id for m in members])
     jobs = [
         batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_epochs,
-                    steering(m.job.overrides))
+                    steering(m.job.overrides), scheduler=m.built.scheduler, early=m.built.early)
         for m in members
     ]  # fmt: skip
     by_job = {id(job): member for job, member in zip(jobs, members, strict=True)}
@@ -340,10 +344,10 @@ def record_all(members: list[Member], store: Store) -> None:
     direct = writes_directly(uri, store.experiment_id)
     for member in members:
         cfg, built = member.cfg, member.built
-        if final_state_missing(cfg, member.checkpoints):
+        if final_state_missing(cfg, built, member.checkpoints):
             flush_all([member.metrics])
-            save_state(member.checkpoints, built, cfg.epochs)
-        final = final_metrics(built, client, member.run_id)
+            save_state(member.checkpoints, built, built.last_epoch(cfg.epochs))
+        final = final_metrics(built, client, member.run_id, cfg.epochs)
         member.metrics.log_summary(final)
         data = built.data
         model = deployable(built)
@@ -391,7 +395,11 @@ def write_log(member: Member) -> None:
     formatter = logging.Formatter(LOG_FORMAT)
     with path.open("a") as out:
         for ms, line in member.lines:
-            name = "pipeline.core.loop" if line.startswith("Epoch") else "pipeline.stage"
+            name = (
+                "pipeline.core.loop"
+                if line.startswith(("Epoch", "Early stopping"))
+                else "pipeline.stage"
+            )
             record = logging.LogRecord(name, logging.INFO, "", 0, line, None, None)
             record.created, record.msecs = ms / 1000, ms % 1000
             out.write(formatter.format(record) + "\n")

@@ -25,6 +25,7 @@ from pipeline.config.build import build
 from pipeline.config.params import is_run_setting
 from pipeline.config.schema import Device
 from pipeline.core import checkpoint
+from pipeline.core.controls import EarlyStopping, Scheduler, build_scheduler
 from pipeline.core.data import Dataset, standardization
 from pipeline.core.determinism import seed_everything
 from pipeline.core.evaluate import evaluate, predicted_and_actual
@@ -77,8 +78,9 @@ def resolve_device(device: Device) -> torch.device:
     return torch.device(device.value)
 
 
-# Overrides that do not change what the optimizer does to the cost: never a divergence's cause.
-NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed"}
+# Overrides (keys, or their first part) that do not change what the optimizer does to the cost:
+# never a divergence's cause.
+NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed", "hydra", "early_stopping"}
 
 
 def steering(overrides: tuple[str, ...]) -> list[str]:
@@ -88,7 +90,7 @@ def steering(overrides: tuple[str, ...]) -> list[str]:
     return [
         setting
         for key, setting in keys
-        if not (is_run_setting(key) or key in NOT_STEERING or key.split(".")[0] == "hydra")
+        if not (is_run_setting(key) or key.split(".")[0] in NOT_STEERING)
     ]
 
 
@@ -111,7 +113,8 @@ def done_before(run: Run, job: JobContext, cfg: DictConfig) -> Outcome:
 @dataclass
 class Built:
     """What a run trains: its data (raw: ``inputs`` is what the model sees), the model,
-    optimizer and mini-batch shuffler its seed gives, the device and the standardization."""
+    optimizer and mini-batch shuffler its seed gives, the device and the standardization, and
+    its learning-rate scheduler and early stopping (None: off)."""
 
     data: Dataset
     scaler: Standardize | None
@@ -121,6 +124,17 @@ class Built:
     device: torch.device
     example: torch.Tensor  # two raw training rows: the logged model's input example
     inputs: Dataset | None = None  # the data standardized and on the device, once ``prepared``
+    scheduler: Scheduler | None = None
+    early: EarlyStopping | None = None
+
+    @property
+    def controls(self) -> dict:
+        """What a checkpoint keeps besides the model, optimizer and generators."""
+        return {"scheduler": self.scheduler, "early_stopping": self.early}
+
+    def last_epoch(self, epochs: int) -> int:
+        """The last epoch trained: ``epochs``, or the one early stopping stopped at."""
+        return self.early.stopped_epoch if self.early and self.early.stopped else epochs
 
     def prepared(self) -> Dataset:
         """The data as the model sees it (standardized in place: the raw data is then gone)."""
@@ -144,7 +158,9 @@ def build_run(cfg: DictConfig, data: Dataset, scaler: Standardize | None) -> Bui
     optimizer = build("optim", cfg.optim, params=model.parameters())
     batches = torch.Generator().manual_seed(cfg.seed)  # shuffles the mini-batches
     example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
-    return Built(data, scaler, model, optimizer, batches, device, example)
+    scheduler = build_scheduler(cfg.scheduler, optimizer)
+    early = EarlyStopping.of(cfg.early_stopping)
+    return Built(data, scaler, model, optimizer, batches, device, example, None, scheduler, early)
 
 
 @dataclass(frozen=True)
@@ -190,7 +206,9 @@ def decide(
         check_resumable(previous, digest)
         saved = Checkpoints(store.client, previous).load()
         if saved is not None:
-            start_epoch = checkpoint.restore(saved, built.model, built.optimizer, built.batches) + 1
+            start_epoch = 1 + checkpoint.restore(
+                saved, built.model, built.optimizer, built.batches, built.controls
+            )
         epochs_before = previous.data.tags.get(RESUME_EPOCHS, "")
         tags = {RESUME_EPOCHS: ",".join(filter(None, [epochs_before, str(start_epoch)]))}
         log.info(
@@ -215,9 +233,9 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
            save_checkpoint: Callable[[int], None]) -> dict[str, float]:  # fmt: skip
     """Record the trained model of the active run: final metrics, test report, the model;
     its checkpoint kept or removed. Returns the final metrics."""
-    if final_state_missing(cfg, checkpoints):
-        save_checkpoint(cfg.epochs)
-    final = final_metrics(built, metrics.client, metrics.run_id)
+    if final_state_missing(cfg, built, checkpoints):
+        save_checkpoint(built.last_epoch(cfg.epochs))
+    final = final_metrics(built, metrics.client, metrics.run_id, cfg.epochs)
     metrics.log_summary(final)
     data = built.data
     log_model(deployable(built), built.example, data.class_names, data.feature_names)
@@ -226,21 +244,27 @@ def record(cfg: DictConfig, built: Built, metrics: MetricBuffer, checkpoints: Ch
     return final
 
 
-def final_state_missing(cfg: DictConfig, checkpoints: Checkpoints) -> bool:
+def final_state_missing(cfg: DictConfig, built: Built, checkpoints: Checkpoints) -> bool:
     """Whether a run that keeps its checkpoint lacks one of its final state (however short the
     run: it may have ended before its first)."""
-    return cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != cfg.epochs
+    last = built.last_epoch(cfg.epochs)
+    return cfg.checkpoint.keep and (checkpoints.latest or {}).get("epoch") != last
 
 
 def save_state(checkpoints: Checkpoints, built: Built, epoch: int) -> None:
     """Checkpoint ``built`` as it is after ``epoch``."""
-    checkpoints.save(checkpoint.capture(epoch, built.model, built.optimizer, built.batches))
+    state = checkpoint.capture(epoch, built.model, built.optimizer, built.batches, built.controls)
+    checkpoints.save(state)
 
 
-def final_metrics(built: Built, client: MlflowClient, run_id: str) -> dict[str, float]:
+def final_metrics(built: Built, client: MlflowClient, run_id: str, epochs: int) -> dict[str, float]:
     """The trained model's final training metrics, test metrics and report (with a test split),
-    and the ``objective`` a sweeper minimizes: the validation cost, else the training cost."""
+    and the ``objective`` a sweeper minimizes: the validation cost, else the training cost.
+    With early stopping, the best epoch's model (``restore_best``), and ``best_epoch`` and
+    ``stopped_epoch``."""
     model, inputs = built.model, built.prepared()
+    if built.early is not None:
+        built.early.restore(model)
     final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
     if inputs.test is not None:
         final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
@@ -249,6 +273,8 @@ def final_metrics(built: Built, client: MlflowClient, run_id: str) -> dict[str, 
     final["objective"] = (
         evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
     )
+    if built.early is not None:
+        final |= built.early.summary(built.last_epoch(epochs))
     return final
 
 
@@ -318,6 +344,8 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
                 save=save_checkpoint,
                 save_every_s=cfg.checkpoint.every_s,
                 changed=steering(job.overrides),
+                scheduler=built.scheduler,
+                early=built.early,
             )
         finally:
             progress.clear()

@@ -279,6 +279,7 @@ LONGEST_FIRST = [
     "test_team_server.py",  # 108
     "test_bench.py",  # 97
     "test_slurm.py",  # 93
+    "test_controls.py",  # ~75: 290 s under today's load, when test_batched.py took 136 s
     "test_postgres.py",  # 56
     "test_hardening.py",  # 54
     "test_launchers.py",  # 45

@@ -33,12 +33,20 @@ def test_defaults_are_the_reference_experiment():
             "nesterov": False,
             "weight_decay": 0.0,
         },
+        "scheduler": {"_target_": None},  # a constant learning rate
         "seed": 1,
         "epochs": 1000,
         "batch_size": None,
         "log_every": 100,
         "device": "auto",
         "threads": 1,
+        "early_stopping": {  # off
+            "patience": None,
+            "monitor": "val_cost",
+            "mode": "min",
+            "min_delta": 0.0,
+            "restore_best": True,
+        },
         "tracking": {
             "uri": None,
             "experiment": "softmax-regression",
@@ -55,7 +63,7 @@ def test_defaults_are_the_reference_experiment():
 
 def test_the_choices_are_recorded_by_hydra_not_in_the_config():
     cfg, job = compose_job("optim=adam", "data=iris")
-    assert job.choices == {"data": "iris", "model": "softmax", "optim": "adam"}
+    assert job.choices == {"data": "iris", "model": "softmax", "optim": "adam", "scheduler": "none"}
     assert "name" not in cfg.optim
     assert "name" not in cfg.data
 
@@ -146,10 +154,11 @@ def test_unknown_optimizer_lists_the_choices(tmp_path):
 def test_every_config_group_file_composes_and_validates():
     files = sorted(path for path in (ROOT / "conf").glob("*/*.yaml") if path.parent.name != "hydra")
     groups = {path.parent.name for path in files}
-    assert groups == {"data", "model", "optim", "experiment", "debug"}
+    assert groups == {"data", "model", "optim", "scheduler", "experiment", "debug"}
     for path in files:
         group, name = path.parent.name, path.stem
         required = [f"data.path=any.{name}"] if name in ("csv", "parquet") else []
+        required += ["data=iris"] if name == "plateau" else []  # it watches the validation cost
         validate(compose_config([f"{group}={name}", *required]))
 
 

@@ -72,6 +72,7 @@ def test_every_resolved_config_value_is_a_param(default_run):
         "data": "toy",
         "model": "softmax",
         "optim": "sgd",
+        "scheduler": "none",
         "data._target_": "pipeline.core.data.toy",
         "data.val_fraction": "0.0",
         "data.test_fraction": "0.0",
@@ -85,11 +86,17 @@ def test_every_resolved_config_value_is_a_param(default_run):
         "optim.momentum": "0.0",
         "optim.nesterov": "False",
         "optim.weight_decay": "0.0",
+        "scheduler._target_": "None",
         "seed": "1",
         "epochs": "1000",
         "log_every": "100",
         "device": "auto",
         "threads": "1",
+        "early_stopping.patience": "None",
+        "early_stopping.monitor": "val_cost",
+        "early_stopping.mode": "min",
+        "early_stopping.min_delta": "0.0",
+        "early_stopping.restore_best": "True",
     }
 
 

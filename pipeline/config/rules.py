@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pipeline.config.schema import Device, SweepMetric
+from pipeline.config.schema import Device, Mode, Monitor, SweepMetric
 from pipeline.errors import ConfigError
 
 # (key, test, rule, example): checked when the key exists in the composed config.
@@ -43,6 +43,26 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
         "[0.9,0.999]",
     ),
     ("optim.eps", lambda v: v > 0, "> 0", "1e-8"),
+    ("scheduler.step_size", lambda v: v >= 1, ">= 1", "30"),
+    ("scheduler.gamma", lambda v: 0 < v <= 1, "in (0, 1]", "0.1"),
+    (
+        "scheduler.milestones",
+        lambda v: len(v) >= 1 and list(v) == sorted(set(v)) and v[0] >= 1,
+        "increasing epochs >= 1",
+        "[300,600,900]",
+    ),
+    ("scheduler.T_max", lambda v: v >= 1, ">= 1", "1000"),
+    ("scheduler.eta_min", lambda v: v >= 0, ">= 0", "0.0"),
+    ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0", "10"),
+    ("scheduler.warmup_start_factor", lambda v: 0 < v <= 1, "in (0, 1]", "0.1"),
+    ("scheduler.mode", lambda v: v == "min", "min (it watches the validation cost)", "min"),
+    ("scheduler.factor", lambda v: 0 < v < 1, "in (0, 1)", "0.1"),
+    ("scheduler.patience", lambda v: v >= 0, ">= 0", "10"),
+    ("scheduler.threshold", lambda v: v >= 0, ">= 0", "1e-4"),
+    ("scheduler.cooldown", lambda v: v >= 0, ">= 0", "0"),
+    ("scheduler.min_lr", lambda v: v >= 0, ">= 0", "0.0"),
+    ("early_stopping.patience", lambda v: v >= 1, ">= 1 (or null: off)", "10"),
+    ("early_stopping.min_delta", lambda v: v >= 0, ">= 0", "0.0"),
     ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
     ("checkpoint.every_s", lambda v: v > 0, "> 0", "60"),
     ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
@@ -85,6 +105,7 @@ def _check_combinations(cfg: DictConfig) -> None:
             "Config error: optim.nesterov=true needs momentum. "
             "Fix: e.g. optim.momentum=0.9, or optim.nesterov=false"
         )
+    _check_controls(cfg)
     metric = cfg.sweep.metric
     if metric in (SweepMetric.test_cost, SweepMetric.test_accuracy) and not held_out_test(cfg):
         raise ConfigError(
@@ -96,6 +117,43 @@ def _check_combinations(cfg: DictConfig) -> None:
             "Config error: device=cuda but no CUDA GPU is available. "
             "Fix: use device=auto or device=cpu"
         )
+
+
+def _check_controls(cfg: DictConfig) -> None:
+    """Early stopping and a plateau schedule watch the validation split: it must exist."""
+    early = cfg.early_stopping
+    if early.patience is not None:
+        if not has_validation(cfg):
+            raise ConfigError(
+                f"Config error: early_stopping.patience={early.patience} watches "
+                f"{early.monitor.value}, but the data has no validation split "
+                "(data.val_fraction=0). Fix: e.g. data.val_fraction=0.4, or "
+                "early_stopping.patience=null"
+            )
+        wanted = Mode.max if early.monitor == Monitor.val_accuracy else Mode.min
+        if early.mode != wanted:
+            raise ConfigError(
+                f"Config error: early_stopping.monitor={early.monitor.value} needs "
+                f"early_stopping.mode={wanted.value}, got {early.mode.value}. "
+                f"Fix: early_stopping.mode={wanted.value}"
+            )
+    target = str(cfg.scheduler.get("_target_") or "")
+    if target.endswith("ReduceLROnPlateau"):
+        if not has_validation(cfg):
+            raise ConfigError(
+                "Config error: scheduler=plateau watches the validation cost, but the data has no "
+                "validation split (data.val_fraction=0). "
+                "Fix: e.g. data.val_fraction=0.4, or another scheduler"
+            )
+        if cfg.scheduler.get("warmup_epochs"):
+            raise ConfigError(
+                "Config error: scheduler.warmup_epochs does not combine with ReduceLROnPlateau. "
+                "Fix: scheduler.warmup_epochs=0, or scheduler=cosine"
+            )
+
+
+def has_validation(cfg: DictConfig) -> bool:
+    return cfg.data.get("val_fraction", 0) > 0
 
 
 def needs_full_batch(optim: DictConfig) -> bool:

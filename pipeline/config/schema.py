@@ -142,6 +142,72 @@ class LBFGSConfig(OptimConfig):
 
 
 @dataclass
+class NoSchedulerConfig:
+    _target_: str | None = None  # a constant learning rate
+
+
+@dataclass
+class StepLRConfig:
+    _target_: str = MISSING
+    step_size: int = MISSING
+    gamma: float = MISSING
+
+
+@dataclass
+class MultiStepLRConfig:
+    _target_: str = MISSING
+    milestones: List[int] = MISSING
+    gamma: float = MISSING
+
+
+@dataclass
+class ExponentialLRConfig:
+    _target_: str = MISSING
+    gamma: float = MISSING
+
+
+@dataclass
+class CosineLRConfig:
+    _target_: str = MISSING
+    T_max: int = MISSING  # torch's keyword
+    eta_min: float = MISSING
+    warmup_epochs: int = MISSING  # linear warm-up first (LinearLR, then SequentialLR)
+    warmup_start_factor: float = MISSING  # the warm-up's first lr: this times optim.lr
+
+
+@dataclass
+class PlateauLRConfig:
+    _target_: str = MISSING
+    mode: str = MISSING
+    factor: float = MISSING
+    patience: int = MISSING
+    threshold: float = MISSING
+    cooldown: int = MISSING
+    min_lr: float = MISSING
+
+
+class Monitor(Enum):
+    """What early stopping watches (measured on the validation split each epoch)."""
+
+    val_cost = "val_cost"
+    val_accuracy = "val_accuracy"
+
+
+class Mode(Enum):
+    min = "min"
+    max = "max"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int | None = MISSING  # null: off
+    monitor: Monitor = MISSING
+    mode: Mode = MISSING
+    min_delta: float = MISSING
+    restore_best: bool = MISSING  # the logged model and final metrics are the best epoch's
+
+
+@dataclass
 class TrackingConfig:
     uri: str | None = MISSING
     experiment: str = MISSING
@@ -169,12 +235,14 @@ class Config:
     data: Any = MISSING
     model: Any = MISSING
     optim: Any = MISSING
+    scheduler: Any = MISSING
     seed: int = MISSING
     epochs: int = MISSING
     batch_size: int | None = MISSING
     log_every: int = MISSING
     device: Device = MISSING
     threads: int = MISSING
+    early_stopping: EarlyStoppingConfig = MISSING
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = MISSING
     checkpoint: CheckpointConfig = MISSING
@@ -191,6 +259,12 @@ SCHEMAS = [
     ("optim", "sgd", SGDConfig),
     ("optim", "adam", AdamConfig),
     ("optim", "lbfgs", LBFGSConfig),
+    ("scheduler", "none", NoSchedulerConfig),
+    ("scheduler", "step", StepLRConfig),
+    ("scheduler", "multistep", MultiStepLRConfig),
+    ("scheduler", "exponential", ExponentialLRConfig),
+    ("scheduler", "cosine", CosineLRConfig),
+    ("scheduler", "plateau", PlateauLRConfig),
 ]
 
 

@@ -6,6 +6,11 @@ gives, shuffles its mini-batches with its own generator, and is updated by the v
 ``torch.optim`` uses (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), called once per block
 of jobs with equal hyperparameters. The cost is summed in the order ``F.cross_entropy`` sums it.
 
+Each job may have its own learning-rate scheduler and early stopping
+(``pipeline.core.controls``), stepped after each epoch as a run alone steps them: the scheduler
+sets the lr of the job's own optimizer, from which the blocks are formed again; a job that stops
+early is no longer updated and records nothing more, while the others go on.
+
 Where a batched kernel gives other bits than the one a job alone uses (tiny matrices take
 another BLAS path), ``probe`` finds out before training and that product runs job by job: the
 numbers stay those of a run alone, bit for bit.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 import torch
@@ -28,6 +33,7 @@ import torch.optim.sgd as functional_sgd
 from torch import nn
 
 from pipeline.core import stop
+from pipeline.core.controls import EarlyStopping, Scheduler, current_lr, step_scheduler
 from pipeline.core.data import Dataset, Split
 from pipeline.core.loop import DivergedError, divergence_fix
 
@@ -64,11 +70,27 @@ class Job:
     record: Callable[[list[tuple[int, int, dict[str, float]]]], None]  # (epoch, ms, metrics)
     changed: Sequence[str] = ()
     failure: DivergedError | None = None  # set when its cost stops being finite
+    scheduler: Scheduler | None = None  # steps its optimizer's lr after each epoch
+    early: EarlyStopping | None = None
 
     @property
     def hyperparameters(self) -> tuple:
         group = self.optimizer.param_groups[0]
         return tuple(sorted((k, str(v)) for k, v in group.items() if k != "params"))
+
+    @property
+    def training(self) -> bool:
+        """False once early stopping stopped it: it is no longer updated."""
+        return self.early is None or not self.early.stopped
+
+    @property
+    def block_key(self) -> tuple | None:
+        """Jobs of one block have equal keys; None: in no block (not updated)."""
+        return self.hyperparameters if self.training else None
+
+    @property
+    def options(self) -> dict:
+        return {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
 
 
 # ----------------------------------------------------------------------------- the cost
@@ -260,6 +282,20 @@ class Block:
                     torch.stack([job[i][name] for job in states]) for i in range(len(states[0]))
                 ]
 
+    def part(self, start: int, stop: int, options: dict) -> Block:
+        """Jobs ``start``..``stop`` of this block as a block of their own (its state copied)."""
+        if (start, stop) == (self.start, self.stop):
+            return replace(self, options=options)
+        mine = slice(start - self.start, stop - self.start)
+
+        def copy(name: str, t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return t.clone() if name == "step" else t[mine].clone()  # a block's one step count
+
+        state = {name: [copy(name, t) for t in tensors] for name, tensors in self.state.items()}
+        return Block(start, stop, options, self.kind, state)
+
     def save(self, j: int, optimizer: torch.optim.Optimizer) -> None:
         """Job ``j``'s (a job of this block) optimizer state into its own ``optimizer``."""
         for i, p in enumerate(optimizer.param_groups[0]["params"]):
@@ -273,16 +309,30 @@ class Block:
 
 
 def blocks(jobs: Sequence[Job]) -> list[Block]:
-    """Runs of consecutive jobs with equal optimizer hyperparameters."""
+    """Runs of consecutive jobs with equal optimizer hyperparameters (less those stopped)."""
     found, start = [], 0
-    for _, same in groupby(jobs, key=lambda job: job.hyperparameters):
+    for key, same in groupby(jobs, key=lambda job: job.block_key):
         size = len(list(same))
-        group = jobs[start].optimizer.param_groups[0]
-        options = {k: v for k, v in group.items() if k != "params"}
-        block = Block(start, start + size, options, type(jobs[start].optimizer))
-        block.load([job.optimizer for job in jobs[start : start + size]])
-        found.append(block)
+        if key is not None:
+            block = Block(start, start + size, jobs[start].options, type(jobs[start].optimizer))
+            block.load([job.optimizer for job in jobs[start : start + size]])
+            found.append(block)
         start += size
+    return found
+
+
+def regroup(steps: list[Block], jobs: Sequence[Job]) -> list[Block]:
+    """``steps`` split where their jobs' hyperparameters (a scheduler's lr) now differ, and
+    without the jobs that stopped; each block's options are its jobs' current ones."""
+    found = []
+    for block in steps:
+        start = block.start
+        members = jobs[block.start : block.stop]
+        for key, same in groupby(members, key=lambda job: job.block_key):
+            size = len(list(same))
+            if key is not None:
+                found.append(block.part(start, start + size, jobs[start].options))
+            start += size
     return found
 
 
@@ -346,11 +396,44 @@ class Batch:
         return cls(ordered, Stack([job.model for job in ordered], device), blocks(ordered))
 
     def put_back(self) -> None:
-        """Each job's weights and optimizer state into its own model and optimizer."""
+        """Each job's weights and optimizer state into its own model and optimizer (a job that
+        stopped early got its own when it stopped)."""
         for block in self.steps:
             for j in range(block.start, block.stop):
-                self.stack.put_back(j, self.jobs[j].model)
-                block.save(j, self.jobs[j].optimizer)
+                self.put_back_job(j, block)
+
+    def put_back_job(self, j: int, block: Block) -> None:
+        self.stack.put_back(j, self.jobs[j].model)
+        block.save(j, self.jobs[j].optimizer)
+
+    def weights(self, j: int):
+        """Job ``j``'s weights as its model's ``state_dict`` (a copy), when called."""
+        names = [name for name, _ in self.jobs[j].model.named_parameters()]
+        return lambda: {
+            n: p[j].detach().clone() for n, p in zip(names, self.stack.params, strict=True)
+        }
+
+    def control(self, epoch: int, val: tuple) -> None:
+        """After ``epoch``: step each training job's scheduler and early stopping (on its own
+        validation metrics), as ``pipeline.core.loop.fit`` does; a job that stops gets its
+        weights and optimizer state back and leaves its block; the blocks are formed again."""
+        needs_val = val and any(
+            job.early is not None
+            or isinstance(job.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            for job in self.jobs
+        )
+        costs, accuracies = (val[0].tolist(), val[1].tolist()) if needs_val else ((), ())
+        block_of = {j: b for b in self.steps for j in range(b.start, b.stop)}
+        for j, job in enumerate(self.jobs):
+            if not job.training:
+                continue
+            metrics = {"val_cost": costs[j], "val_accuracy": accuracies[j]} if needs_val else {}
+            if job.scheduler is not None:
+                job.optimizer._opt_called = True  # its step ran (functionally): torch's flag
+                step_scheduler(job.scheduler, metrics.get("val_cost"))
+            if job.early is not None and job.early.update(epoch, metrics, self.weights(j)):
+                self.put_back_job(j, block_of[j])
+        self.steps = regroup(self.steps, self.jobs)
 
 
 def fit_group(
@@ -375,8 +458,10 @@ def fit_group(
     """
     device = data.train.features.device
     batch = Batch.of(jobs, device)
-    jobs, stack, steps = batch.jobs, batch.stack, batch.steps
-    held: list[tuple] = []  # (epoch, time in ms, cost, correct, (val cost, val accuracy))
+    jobs, stack = batch.jobs, batch.stack
+    controls = any(job.scheduler is not None or job.early is not None for job in jobs)
+    # (epoch, time in ms, cost, correct, (val cost, val accuracy), each job's lr or None)
+    held: list[tuple] = []
     n = len(data.train)
     done, next_save = start_epoch - 1, time.monotonic() + save_every_s
 
@@ -387,11 +472,16 @@ def fit_group(
         for j, job in enumerate(jobs):
             if job.failure is not None or not rows:
                 continue
+            last = job.early.stopped_epoch if job.early and job.early.stopped else epochs_to
             epochs: list[tuple[int, int, dict[str, float]]] = []
-            for epoch, ms, cost, correct, val in rows:
+            for epoch, ms, cost, correct, val, lrs in rows:
+                if epoch > last:  # stopped early: nothing more
+                    break
                 metrics = {"cost": cost[j], "accuracy": correct[j] / n}
                 if val:
                     metrics["val_cost"], metrics["val_accuracy"] = val[0][j], val[1][j]
+                if job.scheduler is not None:
+                    metrics["lr"] = lrs[j]
                 epochs.append((epoch, ms, metrics))
                 if not math.isfinite(cost[j]):
                     fix = divergence_fix(job.optimizer.param_groups[0]["lr"], job.changed)
@@ -401,13 +491,19 @@ def fit_group(
                     break
             job.record(epochs)
 
+    epochs_to = epochs
     try:
         for epoch in range(start_epoch, epochs + 1):
+            if not any(job.training for job in jobs):  # every job stopped early
+                break
+            lrs = [current_lr(job.optimizer) for job in jobs] if controls else None
             indices = epoch_batches(jobs, n, batch_size, device)
-            cost, correct = train_epoch(stack, steps, data.train, indices)
+            cost, correct = train_epoch(stack, batch.steps, data.train, indices)
             val = evaluate(stack, data.val) if data.val is not None else ()
-            held.append((epoch, int(time.time() * 1000), cost, correct, val))
+            held.append((epoch, int(time.time() * 1000), cost, correct, val, lrs))
             done = epoch
+            if controls:
+                batch.control(epoch, val)
             if on_epoch is not None:
                 on_epoch(epoch)
             if epoch % log_every == 0 or epoch == epochs or len(held) >= 1000:
@@ -425,6 +521,7 @@ def fit_group(
     except KeyboardInterrupt:
         report()
         raise
+    report()  # what is held when every job stopped early
     return batch
 
 
@@ -439,4 +536,4 @@ def read(held: list[tuple]) -> list[tuple]:
         val_costs = torch.stack([h[4][0] for h in held]).tolist()
         val_accuracies = torch.stack([h[4][1] for h in held]).tolist()
         vals = list(zip(val_costs, val_accuracies, strict=True))
-    return [(h[0], h[1], costs[i], correct[i], vals[i]) for i, h in enumerate(held)]
+    return [(h[0], h[1], costs[i], correct[i], vals[i], h[5]) for i, h in enumerate(held)]

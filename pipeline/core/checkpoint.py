@@ -1,5 +1,6 @@
 """What resuming a run needs, at an epoch boundary: the model, the optimizer, every random
-generator (torch's, CUDA's, numpy's, Python's and the mini-batch shuffler) and the epoch.
+generator (torch's, CUDA's, numpy's, Python's and the mini-batch shuffler), the epoch, and the
+learning-rate scheduler's and early stopping's state (when the run has them).
 
 Restoring it and training on gives bit-identical numbers to training without a stop.
 """
@@ -17,9 +18,14 @@ FORMAT = 1  # bumped when the saved structure changes
 
 
 def capture(
-    epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: torch.Generator
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: torch.Generator,
+    controls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The state after ``epoch`` finished."""
+    """The state after ``epoch`` finished; ``controls``: the scheduler and early stopping, by
+    name (those present), whose ``state_dict`` is kept too."""
     return {
         "format": FORMAT,
         "epoch": epoch,
@@ -32,6 +38,7 @@ def capture(
             "python": random.getstate(),
             "batches": batches.get_state(),
         },
+        **{name: part.state_dict() for name, part in (controls or {}).items() if part},
     }
 
 
@@ -40,10 +47,15 @@ def restore(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batches: torch.Generator,
+    controls: dict[str, Any] | None = None,
 ) -> int:
-    """Put ``state`` back into the model, optimizer and generators; return its epoch."""
+    """Put ``state`` back into the model, optimizer, generators and ``controls`` (as given to
+    ``capture``); return its epoch."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    for name, part in (controls or {}).items():
+        if part and name in state:
+            part.load_state_dict(state[name])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():

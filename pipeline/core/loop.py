@@ -16,6 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core import stop
+from pipeline.core.controls import (
+    EarlyStopping,
+    Scheduler,
+    current_lr,
+    model_weights,
+    step_scheduler,
+)
 from pipeline.core.data import Dataset, Split
 from pipeline.core.evaluate import evaluate, predictions
 from pipeline.errors import PipelineError
@@ -169,6 +176,8 @@ def fit(
     save: Callable[[int], None] | None = None,
     save_every_s: float = math.inf,
     changed: Sequence[str] = (),
+    scheduler: Scheduler | None = None,
+    early: EarlyStopping | None = None,
 ) -> None:
     """Train for epochs ``start_epoch``..``epochs``; ``record`` gets each epoch's metrics.
 
@@ -177,6 +186,8 @@ def fit(
     ``generator`` shuffles the mini-batches. ``save(epoch)`` checkpoints the state after
     ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run. ``changed``:
     the values the user set (``optim.momentum=0.99``), which a divergence's Fix names.
+    ``scheduler`` steps after each epoch, whose ``lr`` is then a metric too; ``early`` may end
+    training before ``epochs`` (its ``stopped_epoch``).
     """
     unread = UnreadEpochs(data.train.labels)
     done = start_epoch - 1  # the last epoch fully trained
@@ -195,15 +206,27 @@ def fit(
                 log.info("Epoch %4d/%d Cost: %.6f", epoch, epochs, cost)
 
     train, val = data.train, data.val
+    if early is not None and early.stopped:  # resumed after it stopped: nothing left to train
+        return
     try:
         for epoch in range(start_epoch, epochs + 1):
+            lr = current_lr(optimizer) if scheduler is not None else None
             cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
             val_metrics = {}
             if val is not None:
                 val_metrics = {f"val_{key}": value for key, value in evaluate(model, val).items()}
+            if scheduler is not None:
+                val_metrics["lr"] = lr
+                step_scheduler(scheduler, val_metrics.get("val_cost"))
+            stopping = early is not None and early.update(epoch, val_metrics, model_weights(model))
             unread.add(epoch, cost, outcome, val_metrics)
             done = epoch
             progress.update(epoch, cost)
+            if stopping:
+                report()
+                progress.clear()
+                log.info(stopped_line(early, epoch))
+                break
             if epoch % log_every == 0 or epoch == epochs or unread.full:
                 report()
             if save and time.monotonic() >= next_save:
@@ -219,3 +242,12 @@ def fit(
     except KeyboardInterrupt:  # anywhere: keep the epochs trained before it
         report()
         raise
+
+
+def stopped_line(early: EarlyStopping, epoch: int) -> str:
+    """What a run logs when it stops early."""
+    restored = f"; restored epoch {early.best_epoch}'s model" if early.restore_best else ""
+    return (
+        f"Early stopping at epoch {epoch}: {early.monitor} has not improved for "
+        f"{early.patience} epochs (best {early.best:.6f} at epoch {early.best_epoch}){restored}"
+    )

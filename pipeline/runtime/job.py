@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pipeline.config.params import is_run_setting
 
 SWEEP_FILE = "sweep.json"  # in a sweep's dir: its parent run and swept keys, for every job
-GROUPS = ("data", "model", "optim")  # config groups whose choice is a run param
+GROUPS = ("data", "model", "optim", "scheduler")  # config groups whose choice is a run param
 
 
 def override_key(override: str) -> str:
