@@ -46,6 +46,7 @@ from pipeline.stage import (
     finished_lines,
     save_state,
     steering,
+    watch_system,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
 from pipeline.tracking.resume.state import runs_by_key
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # hydra/job_logging's file
 # What jobs of one group must share (less the seed and the optimizer's numbers).
 SHARED = ("data", "model", "epochs", "batch_size", "device", "threads", "log_every", "tracking",
-          "checkpoint", "sweep")  # fmt: skip
+          "checkpoint", "sweep", "loss")  # fmt: skip
 
 
 @dataclass
@@ -172,7 +173,7 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
     """Yield (member, JobReturn) for each job of ``chunk``: batched, or one at a time."""
     data, scaler = build_data(chunk[0].cfg)
     first = build_run(chunk[0].cfg, data, scaler)
-    reason = batched.why_not_batchable(first.model, first.optimizer)
+    reason = batched.why_not_batchable(first.model, first.optimizer, first.loss)
     if reason is None and len(chunk) == 1:
         reason = "a group of one"
     if reason is not None:
@@ -222,6 +223,8 @@ def train_batch(
         compact(nums), len(members), cfg.epochs, start_epoch,
     )  # fmt: skip
     heartbeat = GroupHeartbeat(store.client, [m.run_id for m in members])
+    resumed = any(m.decision.start.resume is not None for m in members)
+    unwatch = watch_system(cfg, store.client, [m.run_id for m in members], resumed)
     jobs = [
         batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_epochs,
                     steering(m.job.overrides))
@@ -240,6 +243,7 @@ def train_batch(
         )  # fmt: skip
     except KeyboardInterrupt:
         heartbeat.stop()
+        unwatch()
         close(members, RunStatus.KILLED)
         log.warning(
             "Stopped %d runs of this batch; run the same command again to resume them",
@@ -248,9 +252,11 @@ def train_batch(
         raise
     except Exception as err:
         heartbeat.stop()
+        unwatch()
         close(members, RunStatus.FAILED, lambda member, err=err: err)
         return
     heartbeat.stop()
+    unwatch()
     batch.put_back()
     trained = time.monotonic()
     failed = [by_job[id(job)] for job in batch.jobs if job.failure is not None]

@@ -12,6 +12,7 @@ phases that a sweep's batched group (``pipeline.group``) goes through too:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from pipeline.config.schema import Device
 from pipeline.core import checkpoint
 from pipeline.core.data import Dataset, standardization
 from pipeline.core.determinism import seed_everything
-from pipeline.core.evaluate import evaluate, predicted_and_actual
+from pipeline.core.evaluate import evaluate, macro_f1, predicted_and_actual
 from pipeline.core.loop import fit
+from pipeline.core.loss import PLAIN, Loss, build_loss
 from pipeline.core.model import Standardize
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext, override_key, record_job
@@ -121,6 +123,7 @@ class Built:
     device: torch.device
     example: torch.Tensor  # two raw training rows: the logged model's input example
     inputs: Dataset | None = None  # the data standardized and on the device, once ``prepared``
+    loss: Loss = PLAIN  # the cost minimized (class weights from the training split)
 
     def prepared(self) -> Dataset:
         """The data as the model sees it (standardized in place: the raw data is then gone)."""
@@ -136,15 +139,17 @@ def build_data(cfg: DictConfig) -> tuple[Dataset, Standardize | None]:
 
 
 def build_run(cfg: DictConfig, data: Dataset, scaler: Standardize | None) -> Built:
-    """Build: the model and optimizer ``cfg.seed`` gives, on ``data``."""
+    """Build: the model and optimizer ``cfg.seed`` gives, on ``data``, and its loss (a bad
+    ``loss.class_weights`` for this data: a ConfigError, before any run)."""
     device = resolve_device(cfg.device)
+    loss = build_loss(cfg.get("loss"), data.train.labels, data.class_names, device)
     seed_everything(cfg.seed, cfg.threads)
     model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
     model.to(device)  # before the optimizer exists, so that a restored state lands on the device
     optimizer = build("optim", cfg.optim, params=model.parameters())
     batches = torch.Generator().manual_seed(cfg.seed)  # shuffles the mini-batches
     example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
-    return Built(data, scaler, model, optimizer, batches, device, example)
+    return Built(data, scaler, model, optimizer, batches, device, example, loss=loss)
 
 
 @dataclass(frozen=True)
@@ -239,15 +244,20 @@ def save_state(checkpoints: Checkpoints, built: Built, epoch: int) -> None:
 
 def final_metrics(built: Built, client: MlflowClient, run_id: str) -> dict[str, float]:
     """The trained model's final training metrics, test metrics and report (with a test split),
-    and the ``objective`` a sweeper minimizes: the validation cost, else the training cost."""
-    model, inputs = built.model, built.prepared()
-    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
+    the macro-F1 of the validation and test splits, and the ``objective`` a sweeper minimizes:
+    the validation cost, else the training cost."""
+    model, inputs, loss = built.model, built.prepared(), built.loss
+    k = built.data.n_classes
+    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train, loss).items()}
     if inputs.test is not None:
-        final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
+        final |= {f"test_{key}": v for key, v in evaluate(model, inputs.test, loss).items()}
         report = predicted_and_actual(model, inputs.test)
+        final["test_macro_f1"] = macro_f1(*report, k)
         log_test_report(client, run_id, *report, built.data.class_names)
+    if inputs.val is not None:
+        final["val_macro_f1"] = macro_f1(*predicted_and_actual(model, inputs.val), k)
     final["objective"] = (
-        evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
+        evaluate(model, inputs.val, loss)["cost"] if inputs.val is not None else final["final_cost"]
     )
     return final
 
@@ -264,6 +274,31 @@ def log_inputs(
     """What a new run records first: its config (params and ``config.yaml``) and datasets."""
     log_config(client, run_id, cfg, job.choices)
     log_datasets(client, run_id, data, cfg.data, job.choices.get("data"))
+
+
+CLASS_WEIGHTS = "loss.weights"  # the param of the class weights used, in class order
+
+
+def log_class_weights(client: MlflowClient, run_id: str, built: Built) -> None:
+    """The class weights the loss uses (``balanced``: computed from the training split), as the
+    param ``loss.weights`` and as ``class_weights.json`` ({class: weight})."""
+    weights = built.loss.weights
+    if weights is None:
+        return
+    client.log_param(run_id, CLASS_WEIGHTS, json.dumps([float(f"{w:.8g}") for w in weights]))
+    client.log_dict(run_id, dict(zip(built.data.class_names, weights, strict=True)),
+                    "class_weights.json")  # fmt: skip
+
+
+def watch_system(cfg: DictConfig, client: MlflowClient, run_ids: list[str],
+                 resumed: bool) -> Callable[[], None]:  # fmt: skip
+    """Start logging the system metrics of ``run_ids`` if ``tracking.system_metrics``; returns
+    what stops it (and logs the last samples)."""
+    if not cfg.tracking.get("system_metrics"):
+        return lambda: None
+    from pipeline.tracking.run.system import monitor  # imports psutil: only when asked for
+
+    return monitor(client, run_ids, cfg.tracking.system_metrics_every_s, resumed).finish
 
 
 def finished_lines(store: Store, run_name: str, run_id: str, final: dict[str, float]) -> list[str]:
@@ -296,6 +331,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         checkpoints = Checkpoints(store.client, run)
         if start.resume is None:
             log_inputs(store.client, run.info.run_id, cfg, job, built.data)
+            log_class_weights(store.client, run.info.run_id, built)
         inputs = built.prepared()
 
         def save_checkpoint(epoch: int) -> None:
@@ -303,6 +339,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
             save_state(checkpoints, built, epoch)
 
         progress = Progress(cfg.epochs)
+        unwatch = watch_system(cfg, store.client, [run.info.run_id], start.resume is not None)
         try:
             fit(
                 built.model,
@@ -318,8 +355,10 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
                 save=save_checkpoint,
                 save_every_s=cfg.checkpoint.every_s,
                 changed=steering(job.overrides),
+                loss=built.loss,
             )
         finally:
             progress.clear()
+            unwatch()
         final = record(cfg, built, metrics, checkpoints, save_checkpoint)
     return finished(cfg, store, start.run_name, metrics.run_id, final)

@@ -30,13 +30,18 @@ from torch import nn
 from pipeline.core import stop
 from pipeline.core.data import Dataset, Split
 from pipeline.core.loop import DivergedError, divergence_fix
+from pipeline.core.loss import PLAIN, Loss
 
 BATCHABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
 
 
-def why_not_batchable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
-    """Why this model and optimizer cannot train in a batch (None: they can)."""
+def why_not_batchable(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss: Loss = PLAIN
+) -> str | None:
+    """Why this model, optimizer and loss cannot train in a batch (None: they can)."""
+    if not loss.plain:  # F.cross_entropy sums a smoothed or weighted cost in another order
+        return "loss.class_weights and loss.label_smoothing have no batched form"
     if type(optimizer) not in BATCHABLE_OPTIMIZERS:
         return f"{type(optimizer).__name__} has no batched update (SGD, Adam and AdamW have)"
     if len(optimizer.param_groups) != 1 or optimizer.param_groups[0].get("amsgrad"):

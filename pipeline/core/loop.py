@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.core import stop
 from pipeline.core.data import Dataset, Split
 from pipeline.core.evaluate import evaluate, predictions
+from pipeline.core.loss import PLAIN, Loss
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -48,21 +48,29 @@ def divergence_fix(lr: float, changed: Sequence[str]) -> str:
 
 
 def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on (x, y); returns the cost and logits from before the step."""
     if isinstance(optimizer, torch.optim.LBFGS):  # it re-evaluates the model through a closure
-        return lbfgs_step(model, optimizer, x, y)
+        return lbfgs_step(model, optimizer, x, y, loss)
     optimizer.zero_grad()
     logits = model(x)
-    cost = F.cross_entropy(logits, y)
+    cost = loss(logits, y)
     cost.backward()
     optimizer.step()
     return cost.detach(), logits.detach()
 
 
 def lbfgs_step(
-    model: torch.nn.Module, optimizer: torch.optim.LBFGS, x: torch.Tensor, y: torch.Tensor
+    model: torch.nn.Module,
+    optimizer: torch.optim.LBFGS,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``train_step`` for L-BFGS, which calls the closure several times per step."""
     before = []
@@ -70,7 +78,7 @@ def lbfgs_step(
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         logits = model(x)
-        cost = F.cross_entropy(logits, y)
+        cost = loss(logits, y)
         cost.backward()
         before.append((cost.detach(), logits.detach()))
         return cost
@@ -85,6 +93,7 @@ def train_epoch(
     train: Split,
     batch_size: int | None,
     generator: torch.Generator,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over ``train`` (full batch, or shuffled mini-batches).
 
@@ -93,12 +102,12 @@ def train_epoch(
     """
     n = len(train)
     if batch_size is None or batch_size >= n:  # full batch: the reference's step, nothing more
-        return train_step(model, optimizer, train.features, train.labels)
+        return train_step(model, optimizer, train.features, train.labels, loss)
     batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
     costs, correct = [], []
     for index in batches:
         x, y = train.features[index], train.labels[index]
-        cost, logits = train_step(model, optimizer, x, y)
+        cost, logits = train_step(model, optimizer, x, y, loss)
         costs.append(cost)
         correct.append((predictions(logits) == y).sum())
     sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=train.labels.device)
@@ -169,6 +178,7 @@ def fit(
     save: Callable[[int], None] | None = None,
     save_every_s: float = math.inf,
     changed: Sequence[str] = (),
+    loss: Loss = PLAIN,
 ) -> None:
     """Train for epochs ``start_epoch``..``epochs``; ``record`` gets each epoch's metrics.
 
@@ -177,6 +187,7 @@ def fit(
     ``generator`` shuffles the mini-batches. ``save(epoch)`` checkpoints the state after
     ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run. ``changed``:
     the values the user set (``optim.momentum=0.99``), which a divergence's Fix names.
+    ``loss``: the cost minimized and measured (``pipeline.core.loss``).
     """
     unread = UnreadEpochs(data.train.labels)
     done = start_epoch - 1  # the last epoch fully trained
@@ -197,10 +208,10 @@ def fit(
     train, val = data.train, data.val
     try:
         for epoch in range(start_epoch, epochs + 1):
-            cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
+            cost, outcome = train_epoch(model, optimizer, train, batch_size, generator, loss)
             val_metrics = {}
             if val is not None:
-                val_metrics = {f"val_{key}": value for key, value in evaluate(model, val).items()}
+                val_metrics = {f"val_{k}": v for k, v in evaluate(model, val, loss).items()}
             unread.add(epoch, cost, outcome, val_metrics)
             done = epoch
             progress.update(epoch, cost)

@@ -1,0 +1,231 @@
+"""Imbalanced classes and what runs measure (issue 26, items 4 to 6): the ``loss`` block (class
+weights, label smoothing), system metrics through MLflow's monitor, and the macro-F1 metrics that
+a sweep, ``compare`` and ``register`` rank by. Real data (a user's imbalanced CSV, iris, wine),
+real runs in a real store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import f1_score
+
+from conftest import compose_job, cost_history, run_cli, runs_of, sqlite_uri, sweep_runs, train_into
+from pipeline import compare, register
+from pipeline.config import validate
+from pipeline.core import batched
+from pipeline.errors import ConfigError
+from pipeline.stage import build_data, build_run
+from pipeline.tracking.run.system import GroupSystemMetrics
+
+COUNTS = {"common": 90, "rare": 24, "scarce": 12}  # a user's imbalanced classes
+
+
+@pytest.fixture(scope="module")
+def imbalanced_csv(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``data.path=`` a CSV of three overlapping classes of 90, 24 and 12 rows, string labels."""
+    rng = np.random.default_rng(7)
+    frames = [
+        pd.DataFrame({"x": rng.normal(i, 1.0, n), "y": rng.normal(-i, 1.0, n), "kind": name})
+        for i, (name, n) in enumerate(COUNTS.items())
+    ]
+    path = tmp_path_factory.mktemp("data") / "imbalanced.csv"
+    pd.concat(frames).sample(frac=1, random_state=0).to_csv(path, index=False)
+    return f"data.path={path}"
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return sqlite_uri(tmp_path_factory.mktemp("store"))
+
+
+def untrained_cost(overrides: tuple[str, ...], **loss) -> float:
+    """F.cross_entropy (with ``loss``'s options) of the seed's untrained model on the training
+    split: what a run logs as its epoch 0 cost."""
+    cfg, _ = compose_job(*overrides)
+    built = build_run(cfg, *build_data(cfg))
+    inputs = built.prepared()
+    with torch.no_grad():
+        logits = built.model(inputs.train.features)
+        return F.cross_entropy(logits, inputs.train.labels, **loss).item()
+
+
+def artifact(uri: str, run_id: str, path: str, into: Path) -> str:
+    return Path(MlflowClient(uri).download_artifacts(run_id, path, str(into))).read_text()
+
+
+def test_balanced_weights_are_n_over_k_n_c_of_the_training_split(uri, imbalanced_csv, tmp_path):
+    overrides = ("data=csv", imbalanced_csv, "data.label=kind", "epochs=30")
+    _, run = train_into(uri, *overrides, "loss.class_weights=balanced")
+    cfg, _ = compose_job(*overrides)
+    data, _ = build_data(cfg)
+    counts = torch.bincount(data.train.labels, minlength=data.n_classes).tolist()
+    n, k = sum(counts), len(counts)
+    expected = [n / (k * n_c) for n_c in counts]
+    assert sorted(data.class_names) == sorted(COUNTS)
+    assert n < sum(COUNTS.values())  # the training split's counts, not the file's
+    logged = json.loads(run.data.params["loss.weights"])
+    assert logged == pytest.approx(expected, rel=1e-7)
+    assert len(set(logged)) == 3
+    by_class = json.loads(artifact(uri, run.info.run_id, "class_weights.json", tmp_path))
+    assert by_class == pytest.approx(dict(zip(data.class_names, expected, strict=True)), rel=1e-7)
+    # The run minimized the weighted cost: its epoch 0 is the weighted cross-entropy.
+    cost = cost_history(uri, run.info.run_id)
+    weight = torch.tensor(expected, dtype=torch.float32)
+    assert cost[0] == untrained_cost(overrides, weight=weight)
+    assert cost[0] != untrained_cost(overrides)
+    # Each class counts the same in macro-F1: the test report's "macro avg".
+    report = json.loads(artifact(uri, run.info.run_id, "test_report.json", tmp_path))
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
+
+
+@pytest.mark.parametrize(
+    ("setting", "options"),
+    [
+        ("loss.label_smoothing=0.1", {"label_smoothing": 0.1}),
+        ("loss.class_weights=[1,2,0.5]", {"weight": torch.tensor([1.0, 2.0, 0.5])}),
+    ],
+)
+def test_a_loss_setting_is_the_cost_trained_and_reruns_bit_identically(uri, setting, options):
+    overrides = ("data=iris", "epochs=8", setting)
+    _, first = train_into(uri, *overrides)
+    _, again = train_into(uri, *overrides)
+    assert first.info.run_id != again.info.run_id
+    cost = cost_history(uri, first.info.run_id)
+    assert cost[0] == untrained_cost(overrides, **options)
+    assert cost[0] != untrained_cost(overrides)
+    for key in ("cost", "val_cost", "accuracy"):
+        histories = [cost_history(uri, r.info.run_id, key) for r in (first, again)]
+        assert histories[0] == histories[1]
+    assert again.data.metrics == first.data.metrics
+
+
+def test_a_list_of_the_wrong_length_names_the_number_of_classes(tmp_path):
+    store = sqlite_uri(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        train_into(store, "data=iris", "epochs=2", "loss.class_weights=[1,2]")
+    assert str(raised.value) == (
+        "Config error: loss.class_weights has 2 weights, but the data has 3 classes (setosa, "
+        "versicolor, virginica). Fix: one weight per class, e.g. loss.class_weights=[1,1,1], "
+        "or loss.class_weights=balanced"
+    )
+    assert runs_of(store) == []  # before any run
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loss.label_smoothing=1.0"], "loss.label_smoothing must be in [0, 1), got 1.0"),
+        (["loss.class_weights=even"], "loss.class_weights must be null, balanced, or a list"),
+        (["loss.class_weights=[1,-1,1]"], "loss.class_weights must be null, balanced, or a"),
+        (["loss.class_weights=[0,0]"], "loss.class_weights must be null, balanced, or a list"),
+        (["tracking.system_metrics_every_s=0"], "tracking.system_metrics_every_s must be > 0"),
+        (
+            ["data=iris", "sweep.metric=val_macro_f1"],
+            "sweep.metric=val_macro_f1 is better when higher, but sweep.direction=minimize. "
+            "Fix: sweep.direction=maximize",
+        ),
+        (
+            ["sweep.metric=val_macro_f1", "sweep.direction=maximize", "data.val_fraction=0"],
+            "sweep.metric=val_macro_f1 needs a validation split. Fix: data.val_fraction=0.2",
+        ),
+        (
+            ["sweep.metric=test_macro_f1", "sweep.direction=maximize"],  # the toy set: no test
+            "sweep.metric=test_macro_f1 needs a test split. Fix: data.test_fraction=0.2",
+        ),
+    ],
+)
+def test_bad_loss_and_metric_settings_are_one_config_error(overrides, message):
+    cfg, _ = compose_job(*overrides)
+    with pytest.raises(ConfigError, match=r"^Config error: .*Fix: ") as raised:
+        validate(cfg)
+    assert message in str(raised.value)
+
+
+def test_the_macro_f1_metrics_are_the_logged_models_on_each_split(uri):
+    overrides = ("data=wine", "epochs=15", "sweep.metric=val_macro_f1", "sweep.direction=maximize")
+    outcome, run = train_into(uri, *overrides)
+    cfg, _ = compose_job(*overrides)
+    data, _ = build_data(cfg)  # raw: the logged model standardizes
+    mlflow.set_tracking_uri(uri)
+    classifier = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/classifier")
+    for split, key in ((data.val, "val_macro_f1"), (data.test, "test_macro_f1")):
+        rows = pd.DataFrame(split.features.numpy(), columns=data.feature_names)
+        named = classifier.predict(rows).idxmax(axis=1)
+        predicted = [data.class_names.index(name) for name in named]
+        expected = f1_score(split.labels.numpy(), predicted, average="macro")
+        assert run.data.metrics[key] == pytest.approx(expected, abs=1e-12)
+    assert outcome.value == run.data.metrics["val_macro_f1"]  # what a sweeper gets
+
+
+def test_a_loss_setting_does_not_batch_and_says_why():
+    cfg, _ = compose_job("data=iris", "loss.label_smoothing=0.1")
+    built = build_run(cfg, *build_data(cfg))
+    assert batched.why_not_batchable(built.model, built.optimizer, built.loss) == (
+        "loss.class_weights and loss.label_smoothing have no batched form"
+    )
+    plain = build_run(compose_job("data=iris")[0], *build_data(cfg))
+    assert batched.why_not_batchable(plain.model, plain.optimizer, plain.loss) is None
+
+
+def test_system_metrics_are_logged_under_system(uri):
+    _, run = train_into(uri, "data=iris", "epochs=3", "tracking.system_metrics=true")
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    _, plain = train_into(uri, "data=iris", "epochs=3")
+    assert not any(k.startswith("system/") for k in plain.data.metrics)  # off by default
+
+
+def test_a_batched_groups_monitor_logs_each_sample_to_every_run(uri):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("softmax-regression").experiment_id
+    run_ids = [client.create_run(experiment).info.run_id for _ in range(2)]
+    monitor = GroupSystemMetrics(client, run_ids, every_s=0.3, resumed=False)
+    monitor.start()
+    time.sleep(1.0)
+    monitor.finish()
+    key = "system/system_memory_usage_megabytes"
+    histories = [
+        [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for run_id in run_ids
+    ]
+    assert len(histories[0]) >= 2  # the samples during the run, and the last one at finish
+    assert [step for step, _ in histories[0]] == list(range(len(histories[0])))
+    assert histories[0] == histories[1]
+
+
+@pytest.mark.slow
+def test_a_sweep_ranks_by_macro_f1_and_a_weighted_group_trains_one_at_a_time(tmp_path, capsys):
+    result = run_cli(
+        "-m", "data=iris", "loss.class_weights=balanced", "seed=1,2,3", "epochs=5",
+        "sweep.metric=val_macro_f1", "sweep.direction=maximize", "tracking.system_metrics=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Jobs 0, 1, 2 train one at a time: loss.class_weights and loss.label_smoothing have no "
+        "batched form" in result.stdout
+    )
+    store = sqlite_uri(tmp_path / "mlruns")
+    parent, runs = sweep_runs(store)
+    assert [r.info.status for r in runs] == ["FINISHED"] * 3
+    assert all("loss.weights" in r.data.params for r in runs)
+    assert all("system/cpu_utilization_percentage" in r.data.metrics for r in runs)
+    scores = {r.info.run_id: r.data.metrics["val_macro_f1"] for r in runs}
+    best = max(scores, key=scores.get)
+    assert scores[best] == max(scores.values())
+    assert parent.data.tags["best_run_id"] in {k for k, v in scores.items() if v == scores[best]}
+    capsys.readouterr()
+    assert compare.main([parent.info.run_id, "--format", "json", "--tracking-uri", store]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["val_macro_f1"] for row in rows] == sorted(scores.values(), reverse=True)
+    assert register.main([parent.info.run_id, "--tracking-uri", store]) == 0
+    assert f"Registered run {parent.data.tags['best_run_id']}" in capsys.readouterr().out
