@@ -203,29 +203,42 @@ def test_a_batched_groups_monitor_logs_each_sample_to_every_run(uri):
 
 
 @pytest.mark.slow
-def test_a_sweep_ranks_by_macro_f1_and_a_weighted_group_trains_one_at_a_time(tmp_path, capsys):
+def test_a_sweep_ranks_by_macro_f1_weighted_jobs_alone_and_plain_ones_batched(tmp_path, capsys):
     result = run_cli(
-        "-m", "data=iris", "loss.class_weights=balanced", "seed=1,2,3", "epochs=5",
+        "-m", "data=iris", "loss.class_weights=balanced,null", "seed=1,2", "epochs=5",
         "sweep.metric=val_macro_f1", "sweep.direction=maximize", "tracking.system_metrics=true",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (
-        "Jobs 0, 1, 2 train one at a time: loss.class_weights and loss.label_smoothing have no "
+        "Jobs 0, 1 train one at a time: loss.class_weights and loss.label_smoothing have no "
         "batched form" in result.stdout
     )
+    assert "Training jobs 2-3 as one batch of 2" in result.stdout
     store = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(store)
-    assert [r.info.status for r in runs] == ["FINISHED"] * 3
-    assert all("loss.weights" in r.data.params for r in runs)
+    assert [r.info.status for r in runs] == ["FINISHED"] * 4
+    weighted = [r for r in runs if r.data.params["loss.class_weights"] == "balanced"]
+    together = [r for r in runs if r.data.tags.get("batch.jobs") == "2"]
+    assert len(weighted) == 2
+    assert all("loss.weights" in r.data.params for r in weighted)
+    assert {r.info.run_id for r in together} == {r.info.run_id for r in runs} - {
+        r.info.run_id for r in weighted
+    }
+    # Every run has system metrics: its own monitor's, or its group's (the same samples).
     assert all("system/cpu_utilization_percentage" in r.data.metrics for r in runs)
+    key = "system/system_memory_usage_megabytes"
+    client = MlflowClient(store)
+    shared = [[m.value for m in client.get_metric_history(r.info.run_id, key)] for r in together]
+    assert shared[0] == shared[1]
+    # The sweep, compare and register rank by val_macro_f1, highest first.
     scores = {r.info.run_id: r.data.metrics["val_macro_f1"] for r in runs}
-    best = max(scores, key=scores.get)
-    assert scores[best] == max(scores.values())
-    assert parent.data.tags["best_run_id"] in {k for k, v in scores.items() if v == scores[best]}
+    assert scores[parent.data.tags["best_run_id"]] == max(scores.values())
     capsys.readouterr()
     assert compare.main([parent.info.run_id, "--format", "json", "--tracking-uri", store]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["val_macro_f1"] for row in rows] == sorted(scores.values(), reverse=True)
     assert register.main([parent.info.run_id, "--tracking-uri", store]) == 0
-    assert f"Registered run {parent.data.tags['best_run_id']}" in capsys.readouterr().out
+    registered = capsys.readouterr().out
+    assert f"Registered run {parent.data.tags['best_run_id']}" in registered
+    assert f"(val_macro_f1 {max(scores.values()):.6g}, the best of sweep" in registered
