@@ -21,6 +21,7 @@ from sklearn.metrics import f1_score
 
 from conftest import compose_job, cost_history, run_cli, runs_of, sqlite_uri, sweep_runs, train_into
 from pipeline import compare, register
+from pipeline import resume as resume_command
 from pipeline.config import validate
 from pipeline.core import batched
 from pipeline.errors import ConfigError
@@ -242,3 +243,30 @@ def test_a_sweep_ranks_by_macro_f1_weighted_jobs_alone_and_plain_ones_batched(tm
     registered = capsys.readouterr().out
     assert f"Registered run {parent.data.tags['best_run_id']}" in registered
     assert f"(val_macro_f1 {max(scores.values()):.6g}, the best of sweep" in registered
+
+
+@pytest.mark.slow
+def test_a_weighted_smoothed_run_killed_and_resumed_has_the_uninterrupted_history(
+    tmp_path, monkeypatch, capfd
+):
+    config = ("data=iris", "batch_size=16", "optim=adam", "epochs=150",
+              "loss.class_weights=[1,3,0.5]", "loss.label_smoothing=0.2")  # fmt: skip
+    alone_uri = sqlite_uri(tmp_path / "alone")
+    _, alone = train_into(alone_uri, *config)
+    keys = ("cost", "accuracy", "val_cost", "val_accuracy")
+    expected = {key: cost_history(alone_uri, alone.info.run_id, key) for key in keys}
+    uri = sqlite_uri(tmp_path / "mlruns")
+    env = {"PIPELINE_KILL_AT": "checkpoint:2"}  # SIGKILL while its second checkpoint is written
+    killed = run_cli(*config, "checkpoint.every_s=0.05", cwd=tmp_path, env=env)
+    assert killed.returncode == -9
+    (run,) = runs_of(uri)
+    assert run.info.status == "RUNNING"
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert resume_command.main([run.info.run_id, "--tracking-uri", uri]) == 0
+    assert "from epoch " in capfd.readouterr().out
+    for key, values in expected.items():
+        assert cost_history(uri, run.info.run_id, key) == values, key
+    resumed = MlflowClient(uri).get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.metrics == alone.data.metrics
