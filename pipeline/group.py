@@ -39,11 +39,13 @@ from pipeline.stage import (
     Store,
     build_data,
     build_run,
+    class_weight_params,
     decide,
     deployable,
     final_metrics,
     final_state_missing,
     finished_lines,
+    log_class_weights,
     save_state,
     steering,
     watch_system,
@@ -240,6 +242,7 @@ def train_batch(
             jobs, inputs, epochs=cfg.epochs, batch_size=cfg.batch_size, start_epoch=start_epoch,
             log_every=cfg.log_every, save=lambda epoch, b: save_all(epoch, b, by_job),
             save_every_s=cfg.checkpoint.every_s, on_epoch=progress.epoch,
+            loss=members[0].built.loss,
         )  # fmt: skip
     except KeyboardInterrupt:
         heartbeat.stop()
@@ -285,7 +288,8 @@ def open_all(members: list[Member], store: Store) -> None:
         start = replace(member.decision.start, tags={**member.decision.start.tags,
                                                      BATCH_JOBS: str(size)})  # fmt: skip
         member.decision = Decision(start, member.decision.start_epoch)
-        openings.append(Opening(member.job, start, params_of(member), inputs))
+        own = {**params_of(member), **class_weight_params(member.built)}
+        openings.append(Opening(member.job, start, own, inputs))
     run_ids = open_runs(store.client, store.experiment_id, openings)
     location = experiment_location(store.uri, store.experiment_id)
     for member, run_id in zip(members, run_ids, strict=True):
@@ -302,6 +306,7 @@ def open_all(members: list[Member], store: Store) -> None:
         if start.resume is None:
             member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
             log_config_file(store.client, run_id, member.cfg, member.artifact_uri)
+            log_class_weights(store.client, run_id, member.built, member.artifact_uri)
         else:
             member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
 

@@ -40,7 +40,7 @@ from pipeline.tracking.resume.policy import check_resumable, earlier_run, record
 from pipeline.tracking.resume.state import State, state
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.datasets import log_datasets
-from pipeline.tracking.run.files import log_config, log_test_report
+from pipeline.tracking.run.files import log_config, log_test_report, log_text
 from pipeline.tracking.run.lifecycle import RunStart, tracked_run
 from pipeline.tracking.run.metrics import MetricBuffer
 from pipeline.tracking.run.models import log_model
@@ -279,15 +279,26 @@ def log_inputs(
 CLASS_WEIGHTS = "loss.weights"  # the param of the class weights used, in class order
 
 
-def log_class_weights(client: MlflowClient, run_id: str, built: Built) -> None:
-    """The class weights the loss uses (``balanced``: computed from the training split), as the
-    param ``loss.weights`` and as ``class_weights.json`` ({class: weight})."""
+CLASS_WEIGHTS_FILE = "class_weights.json"  # {class: weight}, the weights in full
+
+
+def class_weight_params(built: Built) -> dict[str, str]:
+    """The param ``loss.weights`` of a run whose loss weights its classes (else none)."""
+    weights = built.loss.weights
+    if weights is None:
+        return {}
+    return {CLASS_WEIGHTS: json.dumps([float(f"{w:.8g}") for w in weights])}
+
+
+def log_class_weights(client: MlflowClient, run_id: str, built: Built,
+                      artifact_uri: str | None = None) -> None:  # fmt: skip
+    """The class weights the loss uses (``balanced``: computed from the training split), as
+    ``class_weights.json`` (the param ``loss.weights``: ``class_weight_params``)."""
     weights = built.loss.weights
     if weights is None:
         return
-    client.log_param(run_id, CLASS_WEIGHTS, json.dumps([float(f"{w:.8g}") for w in weights]))
-    client.log_dict(run_id, dict(zip(built.data.class_names, weights, strict=True)),
-                    "class_weights.json")  # fmt: skip
+    by_class = dict(zip(built.data.class_names, weights, strict=True))
+    log_text(client, run_id, json.dumps(by_class, indent=2), CLASS_WEIGHTS_FILE, artifact_uri)
 
 
 def watch_system(cfg: DictConfig, client: MlflowClient, run_ids: list[str],
@@ -331,6 +342,8 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         checkpoints = Checkpoints(store.client, run)
         if start.resume is None:
             log_inputs(store.client, run.info.run_id, cfg, job, built.data)
+            for key, value in class_weight_params(built).items():
+                store.client.log_param(run.info.run_id, key, value)
             log_class_weights(store.client, run.info.run_id, built)
         inputs = built.prepared()
 

@@ -24,6 +24,7 @@ from pipeline import compare, register
 from pipeline import resume as resume_command
 from pipeline.config import validate
 from pipeline.core import batched
+from pipeline.core.loop import fit
 from pipeline.errors import ConfigError
 from pipeline.stage import build_data, build_run
 from pipeline.tracking.run.system import GroupSystemMetrics
@@ -168,14 +169,80 @@ def test_the_macro_f1_metrics_are_the_logged_models_on_each_split(uri):
     assert outcome.value == run.data.metrics["val_macro_f1"]  # what a sweeper gets
 
 
-def test_a_loss_setting_does_not_batch_and_says_why():
-    cfg, _ = compose_job("data=iris", "loss.label_smoothing=0.1")
-    built = build_run(cfg, *build_data(cfg))
-    assert batched.why_not_batchable(built.model, built.optimizer, built.loss) == (
-        "loss.class_weights and loss.label_smoothing have no batched form"
-    )
-    plain = build_run(compose_job("data=iris")[0], *build_data(cfg))
-    assert batched.why_not_batchable(plain.model, plain.optimizer, plain.loss) is None
+def test_label_smoothing_does_not_batch_and_says_why_class_weights_do():
+    reasons = {}
+    for setting in ("loss.label_smoothing=0.1", "loss.class_weights=balanced", "seed=1"):
+        cfg, _ = compose_job("data=iris", setting)
+        built = build_run(cfg, *build_data(cfg))
+        reasons[setting] = batched.why_not_batchable(built.model, built.optimizer, built.loss)
+    assert reasons == {
+        "loss.label_smoothing=0.1": "loss.label_smoothing has no batched form",
+        "loss.class_weights=balanced": None,
+        "seed=1": None,
+    }
+
+
+class Silent:
+    def update(self, epoch: int, cost: torch.Tensor) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def built_group(configs: tuple[tuple[str, ...], ...]) -> list:
+    """Each config built as a run alone builds it, on data loaded once."""
+    cfgs = [compose_job(*overrides)[0] for overrides in configs]
+    data, scaler = build_data(cfgs[0])
+    builts = [build_run(cfg, data, scaler) for cfg in cfgs]
+    builts[0].prepared()
+    for built in builts[1:]:
+        built.inputs = builts[0].inputs
+    return builts
+
+
+def weights_of(built) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in built.model.parameters()]
+
+
+CSV = "data.path=<the imbalanced csv>"
+WEIGHTED = {
+    "balanced, full batch, sgd, a user's csv": tuple(
+        ("data=csv", CSV, "data.label=kind", "loss.class_weights=balanced", "epochs=40", lr, seed)
+        for lr in ("optim.lr=0.1", "optim.lr=0.3")
+        for seed in ("seed=1", "seed=2")
+    ),
+    "a list, mini-batches, adam, wine": tuple(
+        ("data=wine", "batch_size=16", "optim=adam", "loss.class_weights=[1,2.5,0.4]", seed)
+        for seed in ("seed=1", "seed=3", "seed=4")
+    ),
+}
+
+
+@pytest.mark.parametrize("configs", WEIGHTED.values(), ids=WEIGHTED.keys())
+def test_weighted_jobs_of_a_group_train_as_they_would_alone_bit_for_bit(configs, imbalanced_csv):
+    configs = tuple(tuple(imbalanced_csv if o == CSV else o for o in c) for c in configs)
+    cfg = compose_job(*configs[0])[0]
+    epochs = min(cfg.epochs, 40)
+    alone = []
+    for built in built_group(configs):
+        records: dict = {}
+        fit(built.model, built.optimizer, built.inputs, epochs=epochs, batch_size=cfg.batch_size,
+            log_every=100, generator=built.batches, progress=Silent(), loss=built.loss,
+            record=lambda epoch, values, ms, r=records: r.__setitem__(epoch, values))  # fmt: skip
+        alone.append((records, weights_of(built)))
+    builts = built_group(configs)
+    together: list[dict] = [{} for _ in builts]
+    jobs = [
+        batched.Job(b.model, b.optimizer, b.batches,
+                    lambda epochs, r=r: r.update((e, values) for e, _, values in epochs))
+        for b, r in zip(builts, together, strict=True)
+    ]  # fmt: skip
+    batch = batched.fit_group(jobs, builts[0].inputs, epochs=epochs, batch_size=cfg.batch_size,
+                              loss=builts[0].loss)  # fmt: skip
+    batch.put_back()
+    assert builts[0].loss.weight is not None
+    for (records, weights), records_batched, built in zip(alone, together, builts, strict=True):
+        assert records_batched == records  # every epoch's cost, accuracy and val_* metrics
+        assert all(torch.equal(a, b) for a, b in zip(weights, weights_of(built), strict=True))
 
 
 def test_system_metrics_are_logged_under_system(uri):
@@ -187,8 +254,8 @@ def test_system_metrics_are_logged_under_system(uri):
 
 
 def test_a_batched_groups_monitor_logs_each_sample_to_every_run(uri):
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("softmax-regression").experiment_id
+    client = MlflowClient(uri)  # the module's store: a new one costs seconds of migrations
+    experiment = client.create_experiment("a group's monitor")
     run_ids = [client.create_run(experiment).info.run_id for _ in range(2)]
     monitor = GroupSystemMetrics(client, run_ids, every_s=0.3, resumed=False)
     monitor.start()
@@ -204,32 +271,30 @@ def test_a_batched_groups_monitor_logs_each_sample_to_every_run(uri):
 
 
 @pytest.mark.slow
-def test_a_sweep_ranks_by_macro_f1_weighted_jobs_alone_and_plain_ones_batched(tmp_path, capsys):
+def test_a_weighted_sweep_batches_but_smoothing_and_it_ranks_by_macro_f1(tmp_path, capsys):
     result = run_cli(
-        "-m", "data=iris", "loss.class_weights=balanced,null", "seed=1,2", "epochs=5",
-        "sweep.metric=val_macro_f1", "sweep.direction=maximize", "tracking.system_metrics=true",
-        cwd=tmp_path,
+        "-m", "data=iris", "loss.class_weights=balanced", "loss.label_smoothing=0.1,0",
+        "seed=1,2", "epochs=5", "sweep.metric=val_macro_f1", "sweep.direction=maximize",
+        "tracking.system_metrics=true", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert (
-        "Jobs 0, 1 train one at a time: loss.class_weights and loss.label_smoothing have no "
-        "batched form" in result.stdout
+    assert "Jobs 0, 1 train one at a time: loss.label_smoothing has no batched form" in (
+        result.stdout
     )
     assert "Training jobs 2-3 as one batch of 2" in result.stdout
     store = sqlite_uri(tmp_path / "mlruns")
     parent, runs = sweep_runs(store)
     assert [r.info.status for r in runs] == ["FINISHED"] * 4
-    weighted = [r for r in runs if r.data.params["loss.class_weights"] == "balanced"]
     together = [r for r in runs if r.data.tags.get("batch.jobs") == "2"]
-    assert len(weighted) == 2
-    assert all("loss.weights" in r.data.params for r in weighted)
-    assert {r.info.run_id for r in together} == {r.info.run_id for r in runs} - {
-        r.info.run_id for r in weighted
-    }
+    assert {r.data.params["loss.label_smoothing"] for r in together} == {"0.0"}
+    (logged,) = {r.data.params["loss.weights"] for r in runs}  # one split: the same weights
+    client = MlflowClient(store)
+    for run in together:  # a batched run records its weights as a run alone does
+        by_class = json.loads(artifact(store, run.info.run_id, "class_weights.json", tmp_path))
+        assert list(by_class.values()) == pytest.approx(json.loads(logged), rel=1e-7)
     # Every run has system metrics: its own monitor's, or its group's (the same samples).
     assert all("system/cpu_utilization_percentage" in r.data.metrics for r in runs)
     key = "system/system_memory_usage_megabytes"
-    client = MlflowClient(store)
     shared = [[m.value for m in client.get_metric_history(r.info.run_id, key)] for r in together]
     assert shared[0] == shared[1]
     # The sweep, compare and register rank by val_macro_f1, highest first.
