@@ -182,6 +182,25 @@ def test_label_smoothing_does_not_batch_and_says_why_class_weights_do():
     }
 
 
+@pytest.mark.parametrize("n", [1, 2, 16, 17, 33, 255, 256, 257, 4097])
+def test_the_weighted_cost_and_its_gradient_are_cross_entropys_bits(n):
+    generator = torch.Generator().manual_seed(n)
+    logits = (torch.randn(4, n, 3, generator=generator) * 5).requires_grad_()
+    labels = torch.randint(0, 3, (4, n), generator=generator)
+    weight = torch.tensor([0.7, 2.3, 1.1])
+    alone, grads = [], []
+    for j in range(4):
+        own = logits[j].detach().clone().requires_grad_()
+        cost = F.cross_entropy(own, labels[j], weight=weight)
+        cost.backward()
+        alone.append(cost.detach())
+        grads.append(own.grad)
+    assert torch.equal(batched.mean_cost(logits, labels, weight), torch.stack(alone))
+    losses = batched.sample_losses(logits, labels, weight)
+    (losses.sum(dim=1) / batched.total_weight(labels, weight)).sum().backward()
+    assert torch.equal(logits.grad, torch.stack(grads))
+
+
 class Silent:
     def update(self, epoch: int, cost: torch.Tensor) -> None: ...
 
