@@ -1,12 +1,12 @@
 """A sweep's jobs trained in groups: each group one batched computation, each job a whole run.
 
 The vectorized launcher (``conf/hydra/launcher/vectorized.yaml``) hands every composed job to
-``launch``. Jobs that share data, model, optimizer class, epochs, batch size, device, threads
-and store form a group; each group goes through ``pipeline.stage``'s phases: **build** (the
-data once, each job's model and optimizer from its seed), **decide** (new, resumed or done, per
-job), **fit** (``pipeline.core.batched.fit_group``) and **record** (each job's run, as a run
-alone records it). A job that cannot batch (L-BFGS, dropout, a group of one) trains alone,
-through Hydra's ``run_job``, as the basic launcher would.
+``launch``. Jobs that share data, model, optimizer class, epochs, batch size, device, threads,
+loss and store form a group; each group goes through ``pipeline.stage``'s phases: **build**
+(the data once, each job's model and optimizer from its seed), **decide** (new, resumed or
+done, per job), **fit** (``pipeline.core.batched.fit_group``) and **record** (each job's run,
+as a run alone records it). A job that cannot batch (L-BFGS, dropout, label smoothing, a group
+of one) trains alone, through Hydra's ``run_job``, as the basic launcher would.
 """
 
 from __future__ import annotations

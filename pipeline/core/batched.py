@@ -4,7 +4,8 @@ Every job of a group has the same data, model shapes, optimizer class, epochs an
 seeds and optimizer hyperparameters may differ. Each job starts from the weights its own seed
 gives, shuffles its mini-batches with its own generator, and is updated by the very function
 ``torch.optim`` uses (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), called once per block
-of jobs with equal hyperparameters. The cost is summed in the order ``F.cross_entropy`` sums it.
+of jobs with equal hyperparameters. The cost (its classes weighted, if the ``loss`` says so)
+is summed in the order ``F.cross_entropy`` sums it.
 
 Where a batched kernel gives other bits than the one a job alone uses (tiny matrices take
 another BLAS path), ``probe`` finds out before training and that product runs job by job: the
