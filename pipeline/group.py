@@ -1,12 +1,12 @@
 """A sweep's jobs trained in groups: each group one batched computation, each job a whole run.
 
 The vectorized launcher (``conf/hydra/launcher/vectorized.yaml``) hands every composed job to
-``launch``. Jobs that share data, model, optimizer class, epochs, batch size, device, threads
-and store form a group; each group goes through ``pipeline.stage``'s phases: **build** (the
-data once, each job's model and optimizer from its seed), **decide** (new, resumed or done, per
-job), **fit** (``pipeline.core.batched.fit_group``) and **record** (each job's run, as a run
-alone records it). A job that cannot batch (L-BFGS, dropout, a group of one) trains alone,
-through Hydra's ``run_job``, as the basic launcher would.
+``launch``. Jobs that share data, model, optimizer class, epochs, batch size, device, threads,
+loss and store form a group; each group goes through ``pipeline.stage``'s phases: **build**
+(the data once, each job's model and optimizer from its seed), **decide** (new, resumed or
+done, per job), **fit** (``pipeline.core.batched.fit_group``) and **record** (each job's run,
+as a run alone records it). A job that cannot batch (L-BFGS, dropout, label smoothing, a group
+of one) trains alone, through Hydra's ``run_job``, as the basic launcher would.
 """
 
 from __future__ import annotations
@@ -40,13 +40,16 @@ from pipeline.stage import (
     Store,
     build_data,
     build_run,
+    class_weight_params,
     decide,
     deployable,
     final_metrics,
     final_state_missing,
     finished_lines,
+    log_class_weights,
     save_state,
     steering,
+    watch_system,
 )
 from pipeline.tags import BATCH_JOBS, FAILURE_REASON, FAILURE_RESUMABLE
 from pipeline.tracking.resume.state import runs_by_key
@@ -63,7 +66,7 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # hydra/job_logging's file
 # What jobs of one group must share (less the seed and the optimizer's numbers).
 SHARED = ("data", "model", "epochs", "batch_size", "device", "threads", "log_every", "tracking",
-          "checkpoint", "sweep")  # fmt: skip
+          "checkpoint", "sweep", "loss")  # fmt: skip
 
 
 @dataclass
@@ -176,7 +179,7 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
     """Yield (member, JobReturn) for each job of ``chunk``: batched, or one at a time."""
     data, scaler = build_data(chunk[0].cfg)
     first = build_run(chunk[0].cfg, data, scaler)
-    reason = batched.why_not_batchable(first.model, first.optimizer)
+    reason = batched.why_not_batchable(first.model, first.optimizer, first.loss)
     if reason is None and len(chunk) == 1:
         reason = "a group of one"
     if reason is not None:
@@ -226,6 +229,8 @@ def train_batch(
         compact(nums), len(members), cfg.epochs, start_epoch,
     )  # fmt: skip
     heartbeat = GroupHeartbeat(store.client, [m.run_id for m in members])
+    resumed = any(m.decision.start.resume is not None for m in members)
+    unwatch = watch_system(cfg, store.client, [m.run_id for m in members], resumed)
     jobs = [
         batched.Job(m.built.model, m.built.optimizer, m.built.batches, m.log_epochs,
                     steering(m.job.overrides), scheduler=m.built.scheduler, early=m.built.early)
@@ -241,9 +246,11 @@ def train_batch(
             jobs, inputs, epochs=cfg.epochs, batch_size=cfg.batch_size, start_epoch=start_epoch,
             log_every=cfg.log_every, save=lambda epoch, b: save_all(epoch, b, by_job),
             save_every_s=cfg.checkpoint.every_s, on_epoch=progress.epoch,
+            loss=members[0].built.loss,
         )  # fmt: skip
     except KeyboardInterrupt:
         heartbeat.stop()
+        unwatch()
         close(members, RunStatus.KILLED)
         log.warning(
             "Stopped %d runs of this batch; run the same command again to resume them",
@@ -252,9 +259,11 @@ def train_batch(
         raise
     except Exception as err:
         heartbeat.stop()
+        unwatch()
         close(members, RunStatus.FAILED, lambda member, err=err: err)
         return
     heartbeat.stop()
+    unwatch()
     batch.put_back()
     trained = time.monotonic()
     failed = [by_job[id(job)] for job in batch.jobs if job.failure is not None]
@@ -283,7 +292,8 @@ def open_all(members: list[Member], store: Store) -> None:
         start = replace(member.decision.start, tags={**member.decision.start.tags,
                                                      BATCH_JOBS: str(size)})  # fmt: skip
         member.decision = Decision(start, member.decision.start_epoch)
-        openings.append(Opening(member.job, start, params_of(member), inputs))
+        own = {**params_of(member), **class_weight_params(member.built)}
+        openings.append(Opening(member.job, start, own, inputs))
     run_ids = open_runs(store.client, store.experiment_id, openings)
     location = experiment_location(store.uri, store.experiment_id)
     for member, run_id in zip(members, run_ids, strict=True):
@@ -300,6 +310,7 @@ def open_all(members: list[Member], store: Store) -> None:
         if start.resume is None:
             member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
             log_config_file(store.client, run_id, member.cfg, member.artifact_uri)
+            log_class_weights(store.client, run_id, member.built, member.artifact_uri)
         else:
             member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
 

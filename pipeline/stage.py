@@ -12,6 +12,7 @@ phases that a sweep's batched group (``pipeline.group``) goes through too:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from pipeline.core import checkpoint
 from pipeline.core.controls import EarlyStopping, Scheduler, build_scheduler
 from pipeline.core.data import Dataset, standardization
 from pipeline.core.determinism import seed_everything
-from pipeline.core.evaluate import evaluate, predicted_and_actual
+from pipeline.core.evaluate import evaluate, macro_f1, predicted_and_actual
 from pipeline.core.loop import fit
+from pipeline.core.loss import PLAIN, Loss, build_loss
 from pipeline.core.model import Standardize
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext, override_key, record_job
@@ -39,7 +41,7 @@ from pipeline.tracking.resume.policy import check_resumable, earlier_run, record
 from pipeline.tracking.resume.state import State, state
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.datasets import log_datasets
-from pipeline.tracking.run.files import log_config, log_test_report
+from pipeline.tracking.run.files import log_config, log_test_report, log_text
 from pipeline.tracking.run.lifecycle import RunStart, tracked_run
 from pipeline.tracking.run.metrics import MetricBuffer
 from pipeline.tracking.run.models import log_model
@@ -126,6 +128,7 @@ class Built:
     inputs: Dataset | None = None  # the data standardized and on the device, once ``prepared``
     scheduler: Scheduler | None = None
     early: EarlyStopping | None = None
+    loss: Loss = PLAIN  # the cost minimized (class weights from the training split)
 
     @property
     def controls(self) -> dict:
@@ -150,8 +153,10 @@ def build_data(cfg: DictConfig) -> tuple[Dataset, Standardize | None]:
 
 
 def build_run(cfg: DictConfig, data: Dataset, scaler: Standardize | None) -> Built:
-    """Build: the model and optimizer ``cfg.seed`` gives, on ``data``."""
+    """Build: the model and optimizer ``cfg.seed`` gives, on ``data``, and its loss (a bad
+    ``loss.class_weights`` for this data: a ConfigError, before any run)."""
     device = resolve_device(cfg.device)
+    loss = build_loss(cfg.get("loss"), data.train.labels, data.class_names, device)
     seed_everything(cfg.seed, cfg.threads)
     model = build("model", cfg.model, in_features=data.n_features, out_features=data.n_classes)
     model.to(device)  # before the optimizer exists, so that a restored state lands on the device
@@ -160,7 +165,9 @@ def build_run(cfg: DictConfig, data: Dataset, scaler: Standardize | None) -> Bui
     example = data.train.features[:2].clone()  # raw rows: standardize_ works in place
     scheduler = build_scheduler(cfg.scheduler, optimizer)
     early = EarlyStopping.of(cfg.early_stopping)
-    return Built(data, scaler, model, optimizer, batches, device, example, None, scheduler, early)
+    return Built(
+        data, scaler, model, optimizer, batches, device, example, None, scheduler, early, loss
+    )
 
 
 @dataclass(frozen=True)
@@ -259,19 +266,23 @@ def save_state(checkpoints: Checkpoints, built: Built, epoch: int) -> None:
 
 def final_metrics(built: Built, client: MlflowClient, run_id: str, epochs: int) -> dict[str, float]:
     """The trained model's final training metrics, test metrics and report (with a test split),
-    and the ``objective`` a sweeper minimizes: the validation cost, else the training cost.
-    With early stopping, the best epoch's model (``restore_best``), and ``best_epoch`` and
-    ``stopped_epoch``."""
-    model, inputs = built.model, built.prepared()
+    the macro-F1 of the validation and test splits, and the ``objective`` a sweeper minimizes:
+    the validation cost, else the training cost. With early stopping, the best epoch's model
+    (``restore_best``), and ``best_epoch`` and ``stopped_epoch``."""
+    model, inputs, loss = built.model, built.prepared(), built.loss
     if built.early is not None:
         built.early.restore(model)
-    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train).items()}
+    k = built.data.n_classes
+    final = {f"final_{key}": value for key, value in evaluate(model, inputs.train, loss).items()}
     if inputs.test is not None:
-        final |= {f"test_{key}": value for key, value in evaluate(model, inputs.test).items()}
+        final |= {f"test_{key}": v for key, v in evaluate(model, inputs.test, loss).items()}
         report = predicted_and_actual(model, inputs.test)
+        final["test_macro_f1"] = macro_f1(*report, k)
         log_test_report(client, run_id, *report, built.data.class_names)
+    if inputs.val is not None:
+        final["val_macro_f1"] = macro_f1(*predicted_and_actual(model, inputs.val), k)
     final["objective"] = (
-        evaluate(model, inputs.val)["cost"] if inputs.val is not None else final["final_cost"]
+        evaluate(model, inputs.val, loss)["cost"] if inputs.val is not None else final["final_cost"]
     )
     if built.early is not None:
         final |= built.early.summary(built.last_epoch(epochs))
@@ -290,6 +301,42 @@ def log_inputs(
     """What a new run records first: its config (params and ``config.yaml``) and datasets."""
     log_config(client, run_id, cfg, job.choices)
     log_datasets(client, run_id, data, cfg.data, job.choices.get("data"))
+
+
+CLASS_WEIGHTS = "loss.weights"  # the param of the class weights used, in class order
+
+
+CLASS_WEIGHTS_FILE = "class_weights.json"  # {class: weight}, the weights in full
+
+
+def class_weight_params(built: Built) -> dict[str, str]:
+    """The param ``loss.weights`` of a run whose loss weights its classes (else none)."""
+    weights = built.loss.weights
+    if weights is None:
+        return {}
+    return {CLASS_WEIGHTS: json.dumps([float(f"{w:.8g}") for w in weights])}
+
+
+def log_class_weights(client: MlflowClient, run_id: str, built: Built,
+                      artifact_uri: str | None = None) -> None:  # fmt: skip
+    """The class weights the loss uses (``balanced``: computed from the training split), as
+    ``class_weights.json`` (the param ``loss.weights``: ``class_weight_params``)."""
+    weights = built.loss.weights
+    if weights is None:
+        return
+    by_class = dict(zip(built.data.class_names, weights, strict=True))
+    log_text(client, run_id, json.dumps(by_class, indent=2), CLASS_WEIGHTS_FILE, artifact_uri)
+
+
+def watch_system(cfg: DictConfig, client: MlflowClient, run_ids: list[str],
+                 resumed: bool) -> Callable[[], None]:  # fmt: skip
+    """Start logging the system metrics of ``run_ids`` if ``tracking.system_metrics``; returns
+    what stops it (and logs the last samples)."""
+    if not cfg.tracking.get("system_metrics"):
+        return lambda: None
+    from pipeline.tracking.run.system import monitor  # imports psutil: only when asked for
+
+    return monitor(client, run_ids, cfg.tracking.system_metrics_every_s, resumed).finish
 
 
 def finished_lines(store: Store, run_name: str, run_id: str, final: dict[str, float]) -> list[str]:
@@ -322,6 +369,9 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         checkpoints = Checkpoints(store.client, run)
         if start.resume is None:
             log_inputs(store.client, run.info.run_id, cfg, job, built.data)
+            for key, value in class_weight_params(built).items():
+                store.client.log_param(run.info.run_id, key, value)
+            log_class_weights(store.client, run.info.run_id, built)
         inputs = built.prepared()
 
         def save_checkpoint(epoch: int) -> None:
@@ -329,6 +379,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
             save_state(checkpoints, built, epoch)
 
         progress = Progress(cfg.epochs)
+        unwatch = watch_system(cfg, store.client, [run.info.run_id], start.resume is not None)
         try:
             fit(
                 built.model,
@@ -346,8 +397,10 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
                 changed=steering(job.overrides),
                 scheduler=built.scheduler,
                 early=built.early,
+                loss=built.loss,
             )
         finally:
             progress.clear()
+            unwatch()
         final = record(cfg, built, metrics, checkpoints, save_checkpoint)
     return finished(cfg, store, start.run_name, metrics.run_id, final)

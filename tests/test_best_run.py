@@ -147,7 +147,7 @@ def test_diff_of_two_seeds(sweep, capsys):
     lines = call(capsys, diff, a.info.run_id, b.info.run_id, "--tracking-uri", uri).splitlines()
     assert lines[0] == f"A: {a.info.run_id} 'optim.lr=0.1,seed=1' (FINISHED)"
     assert lines[2:4] == ["params: 1 differ", "  seed: 1 -> 2"]
-    assert lines[4] == "metrics: 9 in both"
+    assert lines[4] == "metrics: 11 in both"
     (objective,) = [line.split() for line in lines if line.split()[0] == "objective"]
     was, now = a.data.metrics["objective"], b.data.metrics["objective"]
     assert objective[1:] == [f"{was:.6g}", f"{now:.6g}", f"{now - was:+.6g}"]

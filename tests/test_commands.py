@@ -142,7 +142,7 @@ def test_diff_of_two_learning_rates_from_the_same_start(trained, capsys):
         f"B: {b.info.run_id} {b.info.run_name!r} (FINISHED)",
         "params: 1 differ",
         "  optim.lr: 0.1 -> 0.01",
-        "metrics: 9 in both",
+        "metrics: 11 in both",
     ]
     (objective,) = [line.split() for line in lines if line.split()[0] == "objective"]
     was, now = a.data.metrics["objective"], b.data.metrics["objective"]

@@ -47,6 +47,7 @@ def test_defaults_are_the_reference_experiment():
             "min_delta": 0.0,
             "restore_best": True,
         },
+        "loss": {"class_weights": None, "label_smoothing": 0.0},
         "tracking": {
             "uri": None,
             "experiment": "softmax-regression",
@@ -54,6 +55,8 @@ def test_defaults_are_the_reference_experiment():
             "tags": {},
             "flush_every_s": 5.0,
             "resume": None,
+            "system_metrics": False,
+            "system_metrics_every_s": 10.0,
         },
         "sweep": {"metric": "objective", "direction": "minimize", "resume": True},
         "checkpoint": {"every_s": 60.0, "keep": False},

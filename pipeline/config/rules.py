@@ -6,13 +6,14 @@ included: an ``optim`` file of yours still needs ``lr > 0``.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pipeline.config.schema import Device, Mode, Monitor, SweepMetric
+from pipeline.config.schema import HIGHER_IS_BETTER, Device, Direction, Mode, Monitor, SweepMetric
 from pipeline.errors import ConfigError
 
 # (key, test, rule, example): checked when the key exists in the composed config.
@@ -66,7 +67,23 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("tracking.flush_every_s", lambda v: v > 0, "> 0", "5"),
     ("checkpoint.every_s", lambda v: v > 0, "> 0", "60"),
     ("tracking.experiment", lambda v: bool(v.strip()), "a non-empty name", "softmax-regression"),
+    ("tracking.system_metrics_every_s", lambda v: v > 0, "> 0", "10"),
+    ("loss.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)", "0.1"),
+    (
+        "loss.class_weights",
+        lambda v: v == "balanced" or _weights(v),
+        "null, balanced, or a list of weights >= 0 (one per class, not all 0)",
+        "balanced",
+    ),
 ]
+
+
+def _weights(value: Any) -> bool:
+    """A list of numbers >= 0, one of them > 0."""
+    numbers = isinstance(value, ListConfig) and all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) for w in value
+    )
+    return numbers and all(w >= 0 for w in value) and any(w > 0 for w in value)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -106,11 +123,11 @@ def _check_combinations(cfg: DictConfig) -> None:
             "Fix: e.g. optim.momentum=0.9, or optim.nesterov=false"
         )
     _check_controls(cfg)
-    metric = cfg.sweep.metric
-    if metric in (SweepMetric.test_cost, SweepMetric.test_accuracy) and not held_out_test(cfg):
+    _check_sweep_metric(cfg)
+    if cfg.tracking.get("system_metrics") and importlib.util.find_spec("psutil") is None:
         raise ConfigError(
-            f"Config error: sweep.metric={metric.name} needs a test split. "
-            "Fix: data.test_fraction=0.2, or sweep.metric=objective"
+            "Config error: tracking.system_metrics=true needs the psutil package. "
+            "Fix: pip install psutil, or tracking.system_metrics=false"
         )
     if cfg.device == Device.cuda and not _cuda_available():
         raise ConfigError(
@@ -154,6 +171,27 @@ def _check_controls(cfg: DictConfig) -> None:
 
 def has_validation(cfg: DictConfig) -> bool:
     return cfg.data.get("val_fraction", 0) > 0
+
+
+def _check_sweep_metric(cfg: DictConfig) -> None:
+    """The metric exists for this data, and is ranked the way it is better."""
+    metric, direction = cfg.sweep.metric, cfg.sweep.direction
+    needs_test = (SweepMetric.test_cost, SweepMetric.test_accuracy, SweepMetric.test_macro_f1)
+    if metric in needs_test and not held_out_test(cfg):
+        raise ConfigError(
+            f"Config error: sweep.metric={metric.name} needs a test split. "
+            "Fix: data.test_fraction=0.2, or sweep.metric=objective"
+        )
+    if metric == SweepMetric.val_macro_f1 and not cfg.data.get("val_fraction", 0) > 0:
+        raise ConfigError(
+            "Config error: sweep.metric=val_macro_f1 needs a validation split. "
+            "Fix: data.val_fraction=0.2, or sweep.metric=objective"
+        )
+    if metric in HIGHER_IS_BETTER and direction == Direction.minimize:
+        raise ConfigError(
+            f"Config error: sweep.metric={metric.name} is better when higher, but "
+            "sweep.direction=minimize. Fix: sweep.direction=maximize"
+        )
 
 
 def needs_full_batch(optim: DictConfig) -> bool:

@@ -54,6 +54,17 @@ class SweepMetric(Enum):
     final_accuracy = "final_accuracy"
     test_cost = "test_cost"
     test_accuracy = "test_accuracy"
+    test_macro_f1 = "test_macro_f1"  # the classes' mean F1: for imbalanced data
+    val_macro_f1 = "val_macro_f1"
+
+
+# Metrics where higher is better: a sweep by one of them maximizes.
+HIGHER_IS_BETTER = {
+    SweepMetric.final_accuracy,
+    SweepMetric.test_accuracy,
+    SweepMetric.test_macro_f1,
+    SweepMetric.val_macro_f1,
+}
 
 
 @dataclass
@@ -208,6 +219,12 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class LossConfig:
+    class_weights: Any = MISSING  # null | balanced | [w_0, w_1, ...] (one per class)
+    label_smoothing: float = MISSING  # in [0, 1)
+
+
+@dataclass
 class TrackingConfig:
     uri: str | None = MISSING
     experiment: str = MISSING
@@ -215,6 +232,8 @@ class TrackingConfig:
     tags: Dict[str, str] = MISSING
     flush_every_s: float = MISSING
     resume: str | None = MISSING  # a run id: continue that run (python -m pipeline.resume)
+    system_metrics: bool = MISSING  # CPU, memory (GPU with nvidia-ml-py) as system/* metrics
+    system_metrics_every_s: float = MISSING  # seconds between samples
 
 
 @dataclass
@@ -243,6 +262,7 @@ class Config:
     device: Device = MISSING
     threads: int = MISSING
     early_stopping: EarlyStoppingConfig = MISSING
+    loss: LossConfig = MISSING
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = MISSING
     checkpoint: CheckpointConfig = MISSING

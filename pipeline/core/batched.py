@@ -4,7 +4,8 @@ Every job of a group has the same data, model shapes, optimizer class, epochs an
 seeds and optimizer hyperparameters may differ. Each job starts from the weights its own seed
 gives, shuffles its mini-batches with its own generator, and is updated by the very function
 ``torch.optim`` uses (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), called once per block
-of jobs with equal hyperparameters. The cost is summed in the order ``F.cross_entropy`` sums it.
+of jobs with equal hyperparameters. The cost (its classes weighted, if the ``loss`` says so)
+is summed in the order ``F.cross_entropy`` sums it.
 
 Each job may have its own learning-rate scheduler and early stopping
 (``pipeline.core.controls``), stepped after each epoch as a run alone steps them: the scheduler
@@ -36,13 +37,18 @@ from pipeline.core import stop
 from pipeline.core.controls import EarlyStopping, Scheduler, current_lr, step_scheduler
 from pipeline.core.data import Dataset, Split
 from pipeline.core.loop import DivergedError, divergence_fix
+from pipeline.core.loss import PLAIN, Loss
 
 BATCHABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
 
 
-def why_not_batchable(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
-    """Why this model and optimizer cannot train in a batch (None: they can)."""
+def why_not_batchable(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss: Loss = PLAIN
+) -> str | None:
+    """Why this model, optimizer and loss cannot train in a batch (None: they can)."""
+    if loss.label_smoothing:  # F.cross_entropy sums the smoothed part in another order
+        return "loss.label_smoothing has no batched form"
     if type(optimizer) not in BATCHABLE_OPTIMIZERS:
         return f"{type(optimizer).__name__} has no batched update (SGD, Adam and AdamW have)"
     if len(optimizer.param_groups) != 1 or optimizer.param_groups[0].get("amsgrad"):
@@ -125,15 +131,27 @@ def nll_sum(losses: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def sample_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Each sample's cross-entropy (jobs x samples), as ``F.cross_entropy`` computes it."""
-    return -F.log_softmax(logits, dim=-1).gather(-1, labels[..., None])[..., 0]
+def sample_losses(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each sample's cross-entropy (jobs x samples), as ``F.cross_entropy`` computes it (times
+    its class's ``weight``)."""
+    picked = F.log_softmax(logits, dim=-1).gather(-1, labels[..., None])[..., 0]
+    return -picked if weight is None else -(picked * weight[labels])
 
 
-def mean_cost(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Each job's ``F.cross_entropy(logits[j], labels[j])``, the same bits."""
+def total_weight(labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor | int:
+    """What ``F.nll_loss`` divides the summed losses by: the samples, or their classes'
+    weights summed in its order."""
+    return labels.shape[-1] if weight is None else nll_sum(weight[labels])
+
+
+def mean_cost(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each job's ``F.cross_entropy(logits[j], labels[j], weight=weight)``, the same bits."""
     with torch.no_grad():
-        return nll_sum(sample_losses(logits, labels)) / labels.shape[-1]
+        return nll_sum(sample_losses(logits, labels, weight)) / total_weight(labels, weight)
 
 
 # ----------------------------------------------------------------------------- the models
@@ -347,9 +365,12 @@ def epoch_batches(jobs: Sequence[Job], n: int, batch_size: int | None, device: t
     return list(orders.split(batch_size, dim=1))
 
 
-def train_epoch(stack: Stack, steps: list[Block], train: Split, indices) -> tuple:
-    """One pass of every job over ``train``: each job's mean cost and count of correct
-    predictions (measured before each step, as ``pipeline.core.loop`` does)."""
+def train_epoch(
+    stack: Stack, steps: list[Block], train: Split, indices, weight: torch.Tensor | None = None
+) -> tuple:
+    """One pass of every job over ``train``: each job's mean cost (its classes weighted by
+    ``weight``) and count of correct predictions (measured before each step, as
+    ``pipeline.core.loop`` does)."""
     costs, correct, sizes = [], [], []
     for index in indices:
         x = train.features if index is None else train.features[index]
@@ -357,12 +378,16 @@ def train_epoch(stack: Stack, steps: list[Block], train: Split, indices) -> tupl
         for p in stack.params:
             p.grad = None
         logits = stack(x)
-        losses = sample_losses(logits, y)
-        losses.mean(dim=1).sum().backward()  # each job's gradient is its own cost's
+        losses = sample_losses(logits, y, weight)
+        total = total_weight(y, weight)
+        if weight is None:
+            losses.mean(dim=1).sum().backward()  # each job's gradient is its own cost's
+        else:  # F.nll_loss's gradient: weight * -(1 / total), in the same bits
+            (losses.sum(dim=1) / total).sum().backward()
         with torch.no_grad():
             for block in steps:
                 block.step(stack.params)
-        costs.append(nll_sum(losses.detach()) / y.shape[1])
+        costs.append(nll_sum(losses.detach()) / total)
         correct.append((logits.detach().max(dim=-1).indices == y).sum(dim=1))
         if index is None:
             return costs[0], correct[0]
@@ -373,12 +398,14 @@ def train_epoch(stack: Stack, steps: list[Block], train: Split, indices) -> tupl
 
 
 @torch.no_grad()
-def evaluate(stack: Stack, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(
+    stack: Stack, split: Split, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every job's cost and accuracy on ``split``, as ``pipeline.core.evaluate`` gives them."""
     logits = stack(split.features)
     labels = split.labels.expand(len(logits), -1)
     accuracy = (logits.argmax(dim=-1) == labels).float().mean(dim=1)
-    return mean_cost(logits, labels), accuracy
+    return mean_cost(logits, labels, weight), accuracy
 
 
 @dataclass
@@ -447,6 +474,7 @@ def fit_group(
     save: Callable[[int, Batch], None] | None = None,
     save_every_s: float = math.inf,
     on_epoch: Callable[[int], None] | None = None,
+    loss: Loss = PLAIN,
 ) -> Batch:
     """Train every job for epochs ``start_epoch``..``epochs``, as ``pipeline.core.loop.fit``
     trains one: the same metrics, given to each job's ``record``, read every ``log_every``.
@@ -454,8 +482,11 @@ def fit_group(
     A job whose cost stops being finite gets its ``failure`` and records nothing more; the
     others go on. ``save(epoch, batch)`` checkpoints every job, every ``save_every_s``
     seconds and when a signal stops the group (``stop.Stop``, raised at an epoch boundary).
+    ``loss``: every job's (its class weights; not label smoothing: ``why_not_batchable``).
     Returns the batch; its ``put_back`` gives each job its trained model and optimizer state.
     """
+    if loss.label_smoothing:
+        raise ValueError("loss.label_smoothing has no batched form: train such jobs alone")
     device = data.train.features.device
     batch = Batch.of(jobs, device)
     jobs, stack = batch.jobs, batch.stack
@@ -498,8 +529,8 @@ def fit_group(
                 break
             lrs = [current_lr(job.optimizer) for job in jobs] if controls else None
             indices = epoch_batches(jobs, n, batch_size, device)
-            cost, correct = train_epoch(stack, batch.steps, data.train, indices)
-            val = evaluate(stack, data.val) if data.val is not None else ()
+            cost, correct = train_epoch(stack, batch.steps, data.train, indices, loss.weight)
+            val = evaluate(stack, data.val, loss.weight) if data.val is not None else ()
             held.append((epoch, int(time.time() * 1000), cost, correct, val, lrs))
             done = epoch
             if controls:

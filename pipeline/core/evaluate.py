@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.core.data import Split
+from pipeline.core.loss import PLAIN, Loss
 
 
 def predictions(logits: torch.Tensor) -> torch.Tensor:
@@ -17,14 +17,14 @@ def predictions(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split) -> dict[str, float]:
-    """Cost and accuracy of ``model`` on ``split`` (in eval mode)."""
+def evaluate(model: torch.nn.Module, split: Split, loss: Loss = PLAIN) -> dict[str, float]:
+    """Cost (``loss``) and accuracy of ``model`` on ``split`` (in eval mode)."""
     was_training = model.training
     model.eval()
     logits = model(split.features)
     model.train(was_training)
     return {
-        "cost": F.cross_entropy(logits, split.labels).item(),
+        "cost": loss(logits, split.labels).item(),
         "accuracy": (logits.argmax(dim=1) == split.labels).float().mean().item(),
     }
 
@@ -50,3 +50,12 @@ def class_report(
         output_dict=True,
         zero_division=0,
     )
+
+
+def macro_f1(predicted: np.ndarray, actual: np.ndarray, n_classes: int) -> float:
+    """The mean of the classes' F1 scores, each class counting the same however rare (the test
+    report's "macro avg" f1-score)."""
+    from sklearn.metrics import f1_score
+
+    labels = list(range(n_classes))
+    return float(f1_score(actual, predicted, labels=labels, average="macro", zero_division=0))

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.core import stop
 from pipeline.core.controls import (
@@ -25,6 +24,7 @@ from pipeline.core.controls import (
 )
 from pipeline.core.data import Dataset, Split
 from pipeline.core.evaluate import evaluate, predictions
+from pipeline.core.loss import PLAIN, Loss
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -55,21 +55,29 @@ def divergence_fix(lr: float, changed: Sequence[str]) -> str:
 
 
 def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on (x, y); returns the cost and logits from before the step."""
     if isinstance(optimizer, torch.optim.LBFGS):  # it re-evaluates the model through a closure
-        return lbfgs_step(model, optimizer, x, y)
+        return lbfgs_step(model, optimizer, x, y, loss)
     optimizer.zero_grad()
     logits = model(x)
-    cost = F.cross_entropy(logits, y)
+    cost = loss(logits, y)
     cost.backward()
     optimizer.step()
     return cost.detach(), logits.detach()
 
 
 def lbfgs_step(
-    model: torch.nn.Module, optimizer: torch.optim.LBFGS, x: torch.Tensor, y: torch.Tensor
+    model: torch.nn.Module,
+    optimizer: torch.optim.LBFGS,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``train_step`` for L-BFGS, which calls the closure several times per step."""
     before = []
@@ -77,7 +85,7 @@ def lbfgs_step(
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         logits = model(x)
-        cost = F.cross_entropy(logits, y)
+        cost = loss(logits, y)
         cost.backward()
         before.append((cost.detach(), logits.detach()))
         return cost
@@ -92,6 +100,7 @@ def train_epoch(
     train: Split,
     batch_size: int | None,
     generator: torch.Generator,
+    loss: Loss = PLAIN,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over ``train`` (full batch, or shuffled mini-batches).
 
@@ -100,12 +109,12 @@ def train_epoch(
     """
     n = len(train)
     if batch_size is None or batch_size >= n:  # full batch: the reference's step, nothing more
-        return train_step(model, optimizer, train.features, train.labels)
+        return train_step(model, optimizer, train.features, train.labels, loss)
     batches = torch.randperm(n, generator=generator).to(train.labels.device).split(batch_size)
     costs, correct = [], []
     for index in batches:
         x, y = train.features[index], train.labels[index]
-        cost, logits = train_step(model, optimizer, x, y)
+        cost, logits = train_step(model, optimizer, x, y, loss)
         costs.append(cost)
         correct.append((predictions(logits) == y).sum())
     sizes = torch.tensor([len(b) for b in batches], dtype=torch.float64, device=train.labels.device)
@@ -178,6 +187,7 @@ def fit(
     changed: Sequence[str] = (),
     scheduler: Scheduler | None = None,
     early: EarlyStopping | None = None,
+    loss: Loss = PLAIN,
 ) -> None:
     """Train for epochs ``start_epoch``..``epochs``; ``record`` gets each epoch's metrics.
 
@@ -187,7 +197,8 @@ def fit(
     ``epoch``: every ``save_every_s`` seconds, and when a signal stops the run. ``changed``:
     the values the user set (``optim.momentum=0.99``), which a divergence's Fix names.
     ``scheduler`` steps after each epoch, whose ``lr`` is then a metric too; ``early`` may end
-    training before ``epochs`` (its ``stopped_epoch``).
+    training before ``epochs`` (its ``stopped_epoch``). ``loss``: the cost minimized and
+    measured (``pipeline.core.loss``).
     """
     unread = UnreadEpochs(data.train.labels)
     done = start_epoch - 1  # the last epoch fully trained
@@ -211,10 +222,10 @@ def fit(
     try:
         for epoch in range(start_epoch, epochs + 1):
             lr = current_lr(optimizer) if scheduler is not None else None
-            cost, outcome = train_epoch(model, optimizer, train, batch_size, generator)
+            cost, outcome = train_epoch(model, optimizer, train, batch_size, generator, loss)
             val_metrics = {}
             if val is not None:
-                val_metrics = {f"val_{key}": value for key, value in evaluate(model, val).items()}
+                val_metrics = {f"val_{k}": v for k, v in evaluate(model, val, loss).items()}
             if scheduler is not None:
                 val_metrics["lr"] = lr
                 step_scheduler(scheduler, val_metrics.get("val_cost"))
