@@ -15,9 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import EXPERIMENT, ROOT, cli_env, sqlite_uri
-from helpers import docs_python
+from helpers.zygote import python_shim
 from pipeline.tags import SWEEP_METRIC
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -184,36 +182,15 @@ def save_cost_curves(uri: str) -> None:
 
 
 @pytest.fixture
-def fast_python(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The blocks' environment, where ``python`` is served by one process that imported the
-    pipeline once (tests/helpers/docs_python.py), so each command skips ~4 s of imports."""
-    short = Path(tempfile.mkdtemp(prefix="docs-python-"))  # a socket's path: < 108 bytes
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("python", "python3"):
-        client = bin_dir / name
-        client.write_text(docs_python.CLIENT.format(python=sys.executable))
-        client.chmod(0o755)
-    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
-    socket_path = str(short / "socket")
-    env = cli_env({"PYTHONPATH": str(ROOT), "PATH": path, "COLUMNS": "100"})
+def fast_python(tmp_path: Path) -> dict[str, str]:
+    """The blocks' environment, where ``python`` is the zygote's client (tests/helpers/
+    zygote.py: a process that imported the pipeline once forks each command), so each command
+    skips ~4 s of imports."""
+    env = cli_env({"PYTHONPATH": str(ROOT), "COLUMNS": "100"})
     env.pop("HYDRA_FULL_ERROR", None)
-    server = subprocess.Popen(
-        [sys.executable, docs_python.__file__, socket_path],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline() == "ready\n"
-        yield {
-            **env,
-            "DOCS_PYTHON_SOCKET": socket_path,
-            "DOCS_PYTHON_CLIENT": str(bin_dir / "python"),
-        }
-    finally:
-        server.kill()
-        server.wait()
-        shutil.rmtree(short, ignore_errors=True)
+    shim = python_shim(tmp_path / "bin", env)
+    path = os.pathsep.join([str(shim.parent), str(Path(sys.executable).parent), env["PATH"]])
+    return {**env, "PATH": path, "ZYGOTE_PYTHON": str(shim)}
 
 
 @pytest.mark.slow
