@@ -43,9 +43,14 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
-    """(uri, experiment id, parent run id): a sweep parent, RUNS nested under it, a run outside
-    the sweep, a deleted nested run, and a run in another experiment."""
+    """(uri, experiment id, parent run id) of a sqlite store that ``fill`` filled."""
     uri = sqlite_uri(tmp_path_factory.mktemp("reads"))
+    return uri, *fill(uri)
+
+
+def fill(uri: str) -> tuple[str, str]:
+    """(experiment id, parent run id): a sweep parent, RUNS nested under it, a run outside the
+    sweep, a deleted nested run, and a run in another experiment, logged by MLflow's client."""
     client = MlflowClient(uri)
     experiment = client.create_experiment("softmax-regression")
     other = client.create_experiment("other")
@@ -65,7 +70,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
     alone = client.create_run(experiment, start_time=T + 9, run_name="alone").info.run_id
     client.log_metric(alone, "objective", 0.1)
     client.create_run(other, start_time=T, tags=nested, run_name="elsewhere")
-    return uri, experiment, parent.run_id
+    return experiment, parent.run_id
 
 
 def comparable(runs: list) -> list:
@@ -80,25 +85,9 @@ def comparable(runs: list) -> list:
 
 def test_direct_reads_equal_mlflows_search_in_its_order(sweep):
     uri, experiment, parent = sweep
-    direct, client = DirectRuns(uri), ClientRuns(uri)
     assert reads.reads_directly(uri)
-    searches = [
-        (lookup.nested_filter(parent), {}),
-        (lookup.nested_filter(parent), {"limit": 1}),
-        (lookup.experiment_filter(), {}),
-        (lookup.sweeps_filter(), {"limit": 1}),
-    ]
-    for metric in ("objective", "extra", "absent"):
-        for descending in (False, True):
-            searches.append(
-                (lookup.nested_filter(parent), dict(metric=metric, descending=descending))
-            )
-    for run_filter, options in searches:
-        expected = client.search(experiment, run_filter, **options)
-        assert expected, (run_filter, options)
-        assert comparable(direct.search(experiment, run_filter, **options)) == comparable(
-            expected
-        ), (run_filter, options)
+    check_searches(uri, experiment, parent)
+    direct = DirectRuns(uri)
     ranked = direct.search(experiment, lookup.nested_filter(parent), "objective")
     assert [r.run_name for r in ranked] == ["g", "b", "a", "c", "f", "d", "h", "e"]
     extra = {r.run_name: r.metrics.get("extra") for r in ranked}
@@ -123,6 +112,38 @@ def test_direct_reads_find_experiments_and_runs_as_mlflow(sweep):
             client.run(run_id)
         assert str(raised_direct.value) == str(raised_client.value)
         assert "Fix:" in str(raised_direct.value)
+
+
+@pytest.mark.slow
+def test_direct_reads_equal_mlflows_search_on_postgres(postgres):
+    uri = postgres.create_database(migrated=True)
+    experiment, parent = fill(uri)
+    assert isinstance(open_runs(uri), DirectRuns)
+    check_searches(uri, experiment, parent)
+    direct = compare.build_table(DirectRuns(uri), parent, None, False, False)
+    through = compare.build_table(ClientRuns(uri), parent, None, False, False)
+    assert compare.render(direct, "csv", None) == compare.render(through, "csv", None)
+    assert [row["run"] for row in direct.rows] == ["g", "b", "a", "c", "f", "d", "h", "e"]
+
+
+def check_searches(uri: str, experiment: str, parent: str) -> None:
+    """Every search ``compare`` makes gives the same records directly as through MLflow."""
+    direct, client = DirectRuns(uri), ClientRuns(uri)
+    searches = [
+        (lookup.nested_filter(parent), {}),
+        (lookup.nested_filter(parent), {"limit": 1}),
+        (lookup.experiment_filter(), {}),
+        (lookup.sweeps_filter(), {"limit": 1}),
+    ]
+    for metric in ("objective", "extra", "absent"):
+        for descending in (False, True):
+            ranking = {"metric": metric, "descending": descending}
+            searches.append((lookup.nested_filter(parent), ranking))
+    for run_filter, options in searches:
+        expected = client.search(experiment, run_filter, **options)
+        assert expected, (run_filter, options)
+        found = direct.search(experiment, run_filter, **options)
+        assert comparable(found) == comparable(expected), (run_filter, options)
 
 
 def deleted_run_id(uri: str) -> str:
