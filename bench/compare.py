@@ -92,7 +92,7 @@ def main() -> None:
         assert len(table.rows) == args.runs, len(table.rows)
         assert render(table, "csv", None) == render(through, "csv", None)
         print(summary(f"build_table {args.runs} runs, in process", inside))
-        print(summary(f"build_table {args.runs} runs, MLflow's client", client))
+        print(summary(f"build_table {args.runs} runs, via MLflow", client))
 
 
 if __name__ == "__main__":

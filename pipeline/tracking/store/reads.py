@@ -4,10 +4,11 @@ CPU in a command that only reads).
 
 ``compare`` on a sweep of 1000 runs: through ``MlflowClient.search_runs`` the ORM builds 65,000
 objects (1.5 s), and importing MLflow and opening its store costs more than that again; here
-it is four queries. Only where the schema is known (``schema.VERIFIED_REVISIONS`` on sqlite or
-PostgreSQL, as for ``bulk``'s writes); elsewhere (a tracking server, another revision) the
-commands read through MLflow's client (``pipeline.tracking.query.runs``). A reader never
-writes, never creates a store, and takes no write lock.
+it is a query for the runs and, per 500 runs, one each for params, latest metrics and tags.
+Only where the schema is known (``schema.VERIFIED_REVISIONS`` on sqlite or PostgreSQL, as for
+``bulk``'s writes); elsewhere (a tracking server, another revision) the commands read through
+MLflow's client (``pipeline.tracking.query.runs``). A reader never writes, never creates a
+store, and takes no write lock.
 """
 
 from __future__ import annotations
