@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.runtime.text_table import fit_widths, format_table, shorten, terminal_width
+from pipeline.tags import SWEEP_METRIC
 
-if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
-    from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # the store loads after the arguments are parsed: --help stays fast
+    from pipeline.tracking.query.runs import Runs
+    from pipeline.tracking.store.reads import RunRecord
 
 EXAMPLE = "python -m pipeline.compare 2fba20b9b0664e --sort test_accuracy --desc"
 KEY_METRICS = ("objective", "final_cost", "final_accuracy", "test_cost", "test_accuracy")
@@ -64,104 +65,106 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     args = parser.parse_args(argv)
 
-    from pipeline.tracking.store.access import open_store, resolve_tracking_uri
+    from pipeline.tracking.query.runs import open_runs
+    from pipeline.tracking.store.uri import resolve_tracking_uri
 
-    client = open_store(resolve_tracking_uri(args.tracking_uri))
-    table = build_table(client, args.target, args.sort, args.desc, args.all)
+    store = open_runs(resolve_tracking_uri(args.tracking_uri))
+    table = build_table(store, args.target, args.sort, args.desc, args.all)
     print(render(table, args.format, terminal_width()))
     return 0
 
 
 def build_table(
-    client: MlflowClient, target: str | None, sort: str | None, desc: bool, all_params: bool
+    store: Runs, target: str | None, sort: str | None, desc: bool, all_params: bool
 ) -> Table:
     """The runs ``target`` names, ranked, with the columns worth showing."""
     from pipeline.tracking.query import lookup
 
-    experiment_id, parent, what = select(client, target)
-    run_filter = lookup.sweep_filter(parent) if parent else lookup.experiment_filter()
-    newest = client.search_runs([experiment_id], run_filter, max_results=1)
+    experiment_id, parent, what = select(store, target)
+    run_filter = lookup.nested_filter(parent.run_id) if parent else lookup.experiment_filter()
+    newest = store.search(experiment_id, run_filter, limit=1)
     if not newest:
         raise _error(f"No runs in {what}", "train some with `python -m pipeline.train -m ...`")
-    objective = lookup.objective(client, parent, newest[0])
+    tags = parent.tags if parent is not None else {}
+    config = None if SWEEP_METRIC in tags else store.recorded_config(newest[0])
+    objective = lookup.ranking(tags, config)
     metric = sort or objective.metric
     descending = desc or (sort is None and objective.descending)
-    runs = lookup.search_all(client, experiment_id, run_filter, lookup.ranked(metric, descending))
-    if not any(metric in run.data.metrics for run in runs):
-        known = ", ".join(sorted({key for run in runs for key in run.data.metrics}))
+    runs = store.search(experiment_id, run_filter, metric, descending)
+    if not any(metric in run.metrics for run in runs):
+        known = ", ".join(sorted({key for run in runs for key in run.metrics}))
         raise _error(f"No run in {what} has a metric {metric!r}", f"--sort one of {known}")
     order = "descending" if descending else "ascending"
     if sort is None and not desc:
         order = objective.direction
     title = f"{len(runs)} runs of {what}, by {metric} ({order})"
     params = param_columns(runs, all_params)
-    metrics = [k for k in KEY_METRICS if any(k in run.data.metrics for run in runs)]
+    metrics = [k for k in KEY_METRICS if any(k in run.metrics for run in runs)]
     if metric not in metrics:
         metrics.append(metric)
     return Table(title, params, metrics, [row(run, params, metrics) for run in runs])
 
 
-def select(client: MlflowClient, target: str | None) -> tuple[str, Run | None, str]:
+def select(store: Runs, target: str | None) -> tuple[str, RunRecord | None, str]:
     """(experiment id, the sweep's parent run or None, a description) that ``target`` names."""
-    from pipeline.config import compose_config
     from pipeline.tracking.query import lookup
-    from pipeline.tracking.store.access import fetch_run, find_experiment
 
     if target is None:
+        from pipeline.config import compose_config
+
         name = compose_config().tracking.experiment
-        experiment = find_experiment(client, name)
-        parent = lookup.latest_sweep(client, experiment.experiment_id) if experiment else None
-        if parent is None:
+        experiment_id = store.experiment_id(name)
+        found = []
+        if experiment_id is not None:  # the sweep that started last
+            found = store.search(experiment_id, lookup.sweeps_filter(), limit=1)
+        if not found:
             raise _error(
                 f"No sweep in experiment {name!r}",
                 "run one with `python -m pipeline.train -m optim.lr=0.01,0.1`, or pass an "
                 "experiment name or a sweep's parent run id",
             )
-        return parent.info.experiment_id, parent, _sweep_name(parent)
-    experiment = find_experiment(client, target)
-    if experiment is not None:
-        return experiment.experiment_id, None, f"experiment {target!r}"
+        return found[0].experiment_id, found[0], _sweep_name(found[0])
+    experiment_id = store.experiment_id(target)
+    if experiment_id is not None:
+        return experiment_id, None, f"experiment {target!r}"
     if not RUN_ID.fullmatch(target):
         raise _error(
             f"No experiment {target!r} and no run with that id in the store",
             "pass a sweep's parent run id (its summary prints it) or an experiment name",
         )
-    parent = fetch_run(client, target)
-    nested = client.search_runs(
-        [parent.info.experiment_id], lookup.sweep_filter(parent), max_results=1
-    )
-    if not nested:
+    parent = store.run(target)
+    if not store.search(parent.experiment_id, lookup.nested_filter(target), limit=1):
         raise _error(
             f"Run {target} is not a sweep's parent run (no runs are nested under it)",
             "pass the sweep's parent run id (its summary prints it) or an experiment name; "
             "`python -m pipeline.diff RUN_A RUN_B` compares two runs",
         )
-    return parent.info.experiment_id, parent, _sweep_name(parent)
+    return parent.experiment_id, parent, _sweep_name(parent)
 
 
-def _sweep_name(parent: Run) -> str:
-    return f"{parent.info.run_name!r} ({parent.info.run_id})"
+def _sweep_name(parent: RunRecord) -> str:
+    return f"{parent.run_name!r} ({parent.run_id})"
 
 
 def _error(what: str, fix: str) -> PipelineError:
     return PipelineError(f"{what}. Fix: {fix}")
 
 
-def param_columns(runs: list[Run], all_params: bool) -> list[str]:
+def param_columns(runs: list[RunRecord], all_params: bool) -> list[str]:
     """The params whose values differ across ``runs`` (a missing param counts), or all."""
-    keys = sorted({key for run in runs for key in run.data.params})
+    keys = sorted({key for run in runs for key in run.params})
     if all_params:
         return keys
-    return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
+    return [k for k in keys if len({run.params.get(k) for run in runs}) > 1]
 
 
-def row(run: Run, params: list[str], metrics: list[str]) -> dict[str, Any]:
+def row(run: RunRecord, params: list[str], metrics: list[str]) -> dict[str, Any]:
     return {
-        "run": run.info.run_name,
-        "status": run.info.status,
-        **{key: run.data.params.get(key) for key in params},
-        **{key: run.data.metrics.get(key) for key in metrics},
-        "run_id": run.info.run_id,
+        "run": run.run_name,
+        "status": run.status,
+        **{key: run.params.get(key) for key in params},
+        **{key: run.metrics.get(key) for key in metrics},
+        "run_id": run.run_id,
     }
 
 

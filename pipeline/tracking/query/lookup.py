@@ -9,14 +9,14 @@ runs' ``config.yaml`` says) and, once it ended, its best run as ``best_run_id``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.tags import BEST_RUN_ID, PARENT_RUN_ID, SWEEP_DIR, SWEEP_DIRECTION, SWEEP_METRIC
-from pipeline.tracking.run.files import find_recorded_config
-from pipeline.tracking.store.access import fetch_run
+
+if TYPE_CHECKING:  # MLflow (and torch) load where a client is used: ``compare`` may need neither
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 1000  # runs per search_runs request; the page token fetches the rest
 
@@ -34,7 +34,7 @@ class Objective:
 
 
 def search_all(
-    client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str]
+    client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None
 ) -> list[Run]:
     """Every run that ``filter_string`` selects, in the store's ``order_by`` order, page by page."""
     runs: list[Run] = []
@@ -66,7 +66,7 @@ def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
     """The sweep parent run that started last in the experiment."""
     found = client.search_runs(
         [experiment_id],
-        f"tags.`{SWEEP_DIR}` IS NOT NULL",
+        sweeps_filter(),
         max_results=1,
         order_by=["attributes.start_time DESC"],
     )
@@ -75,7 +75,17 @@ def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
 
 def sweep_filter(parent: Run) -> str:
     """``search_runs`` filter for the runs nested under ``parent``."""
-    return f"tags.`{PARENT_RUN_ID}` = '{parent.info.run_id}'"
+    return nested_filter(parent.info.run_id)
+
+
+def nested_filter(parent_id: str) -> str:
+    """``search_runs`` filter for the runs nested under the run ``parent_id``."""
+    return f"tags.`{PARENT_RUN_ID}` = '{parent_id}'"
+
+
+def sweeps_filter() -> str:
+    """``search_runs`` filter for sweeps' parent runs."""
+    return f"tags.`{SWEEP_DIR}` IS NOT NULL"
 
 
 def experiment_filter() -> str:
@@ -86,16 +96,27 @@ def experiment_filter() -> str:
 def objective(client: MlflowClient, parent: Run | None, example: Run | None) -> Objective:
     """How the runs rank: the parent's ``sweep.*`` tags, else the ``sweep`` settings in
     ``example``'s recorded config, else the default (``objective``, minimized)."""
+    from pipeline.tracking.run.files import find_recorded_config
+
     tags = parent.data.tags if parent is not None else {}
+    if SWEEP_METRIC in tags or example is None:
+        return ranking(tags, None)
+    return ranking(tags, find_recorded_config(client, example.info.run_id))
+
+
+def ranking(tags: dict[str, str], config: dict[str, Any] | None) -> Objective:
+    """The ``sweep.*`` tags of a sweep's parent run if it has them, else the ``sweep`` settings
+    of a recorded config, else the default."""
     if SWEEP_METRIC in tags:
         return Objective(tags[SWEEP_METRIC], tags.get(SWEEP_DIRECTION, "minimize"))
-    config = find_recorded_config(client, example.info.run_id) if example is not None else None
     sweep = (config or {}).get("sweep") or {}
     return Objective(sweep.get("metric", "objective"), sweep.get("direction", "minimize"))
 
 
 def best_run(client: MlflowClient, parent: Run) -> Run:
     """The sweep's best run by its objective (the parent's ``best_run_id``)."""
+    from pipeline.tracking.store.access import fetch_run
+
     best_id = parent.data.tags.get(BEST_RUN_ID)
     if not best_id:
         raise PipelineError(

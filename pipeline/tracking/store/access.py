@@ -21,28 +21,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import PipelineError, first_line
 from pipeline.tracking.store.postgres import check_database, engine, is_postgres
+from pipeline.tracking.store.reads import deleted_run, unknown_run
 from pipeline.tracking.store.redact import redact
+from pipeline.tracking.store.uri import STORE_DIR as STORE_DIR
+from pipeline.tracking.store.uri import default_tracking_uri as default_tracking_uri
+from pipeline.tracking.store.uri import is_server, sqlite_path
+from pipeline.tracking.store.uri import resolve_tracking_uri as resolve_tracking_uri
 
-STORE_DIR = "mlruns"
 ADVISORY_LOCK = 0x6D6C666C  # "mlfl": the PostgreSQL advisory lock key of first use
 STORE_ERRORS = (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError)
 ANSWER_TIMEOUT_S = 5  # for a tracking server's first answer
 LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _answered: set[tuple[str | None, ...]] = set()  # (URI, login) a server accepted in this process
-
-
-def default_tracking_uri() -> str:
-    """The sqlite store under ./mlruns of the directory the user runs from."""
-    return f"sqlite:///{Path.cwd().resolve() / STORE_DIR / 'mlflow.db'}"
-
-
-def resolve_tracking_uri(configured: str | None) -> str:
-    """``tracking.uri`` if set, else $MLFLOW_TRACKING_URI, else the default sqlite store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
 
 
 def store_error(uri: str, err: BaseException) -> PipelineError:
@@ -80,14 +70,6 @@ def no_login(uri: str) -> PipelineError:
         f"Tracking server {redact(uri)} refused the credentials (401). "
         "Fix: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     )
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``?mode=ro`` and ``file:`` forms too)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    database = uri.removeprefix("sqlite:///").split("?", 1)[0].removeprefix("file:")
-    return Path(database)
 
 
 def prepare_store(uri: str, experiment: str) -> str:
@@ -251,14 +233,9 @@ def fetch_run(client: MlflowClient, run_id: str) -> Run:
         refused = refusal(client.tracking_uri, err)
         if refused is not None:
             raise refused from None
-        raise PipelineError(
-            f"No run {run_id!r} in {redact(client.tracking_uri)}. "
-            "Fix: copy the run id from the MLflow UI, or point --tracking-uri at its store"
-        ) from None
+        raise unknown_run(client.tracking_uri, run_id) from None
     if run.info.lifecycle_stage == "deleted":
-        raise PipelineError(
-            f"Run {run_id} is deleted. Fix: restore it with `mlflow runs restore --run-id {run_id}`"
-        )
+        raise deleted_run(run_id)
     return run
 
 

@@ -33,17 +33,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
+from pipeline.tracking.store.schema import DIALECTS as DIALECTS
+from pipeline.tracking.store.schema import VERIFIED_REVISIONS, dialect
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.sql.expression import Executable
 
 # (run id, metric key, value, timestamp in ms, step): one value of a run's metric history.
 Row = tuple[str, str, float, int, int]
-# Alembic revisions of MLflow's schema whose metrics/latest_metrics/tags tables this writes
-# (MLflow 3.17.2's head). Another revision, e.g. after an MLflow upgrade, falls back to log_batch
-# until tests/test_writes.py passes on it and it is added here.
-VERIFIED_REVISIONS = frozenset({"dc11669786a5"})
-DIALECTS = ("sqlite", "postgresql")  # the databases tests/test_writes.py writes to
 LOG_BATCH_LIMIT = 1000  # metrics per log_batch request: MLflow's limit (the fallback)
 BUSY_TIMEOUT_S = 120  # sqlite: wait this long for another process's write, rather than fail
 # sqlite: the page cache of a writing connection, at most (2 MiB by default). The indexes of a
@@ -60,12 +58,6 @@ def sanitized(value: float) -> tuple[float, bool]:
     if math.isinf(value):
         return (MAX_DOUBLE if value > 0 else -MAX_DOUBLE), False
     return value, False
-
-
-def dialect(uri: str) -> str | None:
-    """``sqlite`` or ``postgresql`` for a store this module writes to; None for any other."""
-    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
-    return scheme if scheme in DIALECTS else None
 
 
 @functools.cache
