@@ -284,7 +284,12 @@ def finished(cfg: DictConfig, store: Store, run_name: str, run_id: str,
 
 
 def train(cfg: DictConfig, job: JobContext) -> Outcome:
-    """Build, decide, fit and record one run of a validated ``cfg``."""
+    """Build, decide, fit and record one run of a validated ``cfg`` (with ``cv.folds``: its
+    cross-validation, ``pipeline.cv``)."""
+    if cfg.cv.folds is not None:
+        from pipeline.cv import train_cv
+
+        return train_cv(cfg, job)
     built = build_run(cfg, *build_data(cfg))
     store = Store.open(cfg)
     decision = decide(cfg, job, store, built)

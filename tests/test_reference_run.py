@@ -90,6 +90,8 @@ def test_every_resolved_config_value_is_a_param(default_run):
         "log_every": "100",
         "device": "auto",
         "threads": "1",
+        "cv.folds": "None",
+        "cv.stratified": "True",
     }
 
 

@@ -208,6 +208,51 @@ def split_indices(
     return train, val, test
 
 
+def training_part(data: Dataset) -> Dataset:
+    """``data`` with its validation rows joined to the training rows (train, then val): what
+    cross-validation cuts its folds from. The test split is left as it is."""
+    if data.val is None:
+        return data
+    train = Split(*(torch.cat(pair) for pair in zip(
+        (data.train.features, data.train.labels), (data.val.features, data.val.labels), strict=True
+    )))  # fmt: skip
+    return replace(data, train=train, val=None)
+
+
+def fold_assignment(labels: np.ndarray, folds: int, stratified: bool, seed: int) -> np.ndarray:
+    """Each row's fold (0 .. folds-1): scikit-learn's (Stratified)KFold, shuffled with
+    ``seed``. The same labels, folds and seed give the same assignment."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min())
+    if folds > len(labels) or (stratified and folds > smallest):
+        what = f"its smallest class has {smallest}" if stratified else f"it has {len(labels)}"
+        raise DataError(
+            f"Data error: cannot cut {len(labels)} training samples into {folds} "
+            f"{'stratified ' if stratified else ''}folds: {what} samples. "
+            f"Fix: cv.folds={min(smallest if stratified else len(labels), 5)} or fewer"
+            + (", or cv.stratified=false" if stratified else "")
+        )
+    splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[held_out] = fold
+    return assignment
+
+
+def fold_dataset(part: Dataset, assignment: np.ndarray, fold: int) -> Dataset:
+    """Fold ``fold`` of ``part`` (a ``training_part``): its rows held out as the validation
+    split, the other folds' rows (in order) as the training split; the test split as it is (a
+    copy of its features: ``standardize_`` scales each fold's own)."""
+    held = torch.from_numpy(assignment == fold)
+    train, val = (
+        Split(part.train.features[rows], part.train.labels[rows]) for rows in (~held, held)
+    )
+    test = None if part.test is None else Split(part.test.features.clone(), part.test.labels)
+    return replace(part, train=train, val=val, test=test)
+
+
 def standardization(train: Split) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and std of the training split (std 1 for constant features)."""
     mean = train.features.mean(dim=0)
