@@ -37,6 +37,7 @@ from pipeline.core.data import (
 from pipeline.core.determinism import seed_everything
 from pipeline.core.loop import fit
 from pipeline.core.model import Standardize
+from pipeline.runtime import failpoints
 from pipeline.runtime.console import Progress
 from pipeline.runtime.job import JobContext
 from pipeline.stage import (
@@ -198,6 +199,7 @@ def train_folds(
         log.info("Fold %d/%d", fold, k)
         data = fold_dataset(part, assignment, fold - 1)
         done.append(train_fold(cfg, job, store, data, assignment, fold, parent, run))
+        failpoints.reached("fold")  # a fold FINISHED, the next not started
     return done
 
 

@@ -14,7 +14,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
-from pipeline.tags import BEST_RUN_ID, PARENT_RUN_ID, SWEEP_DIR, SWEEP_DIRECTION, SWEEP_METRIC
+from pipeline.tags import (
+    BEST_RUN_ID,
+    CV_FOLD,
+    PARENT_RUN_ID,
+    SWEEP_DIR,
+    SWEEP_DIRECTION,
+    SWEEP_METRIC,
+)
 from pipeline.tracking.run.files import find_recorded_config
 from pipeline.tracking.store.access import fetch_run
 
@@ -79,8 +86,9 @@ def sweep_filter(parent: Run) -> str:
 
 
 def experiment_filter() -> str:
-    """``search_runs`` filter for an experiment's training runs (no sweep parents)."""
-    return f"tags.`{SWEEP_DIR}` IS NULL"
+    """``search_runs`` filter for an experiment's training runs (no sweep parents, and no
+    cross-validation folds: their configuration's run stands for them)."""
+    return f"tags.`{SWEEP_DIR}` IS NULL AND tags.`{CV_FOLD}` IS NULL"
 
 
 def objective(client: MlflowClient, parent: Run | None, example: Run | None) -> Objective:
