@@ -22,7 +22,8 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
-from mlflow.entities import Param, Run, RunStatus
+from mlflow.entities import Param, Run, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from pipeline.config.params import params
@@ -50,12 +51,19 @@ from pipeline.stage import (
     deployable,
     final_metrics,
     final_state_missing,
-    finished,
+    finished_lines,
     log_inputs,
     save_state,
     steering,
 )
-from pipeline.tags import CV_ASSIGNMENT, CV_FOLD, CV_FOLDS, CV_SEED, PARENT_RUN_ID
+from pipeline.tags import (
+    CV_ASSIGNMENT,
+    CV_FOLD,
+    CV_FOLDS,
+    CV_SEED,
+    PARENT_RUN_ID,
+    RESUME_EPOCHS,
+)
 from pipeline.tracking.resume.policy import recorded_steps
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.files import log_text
@@ -68,6 +76,7 @@ from pipeline.tracking.store.redact import redact, redact_value
 log = logging.getLogger(__name__)
 FOLD_FILE = "cv_fold.json"  # a fold run's rows: indices into the training part
 SUMMARIZED = ("final_", "val_", "test_")  # the fold metrics averaged (and ``objective``)
+SHOWN = ("cv_mean_val_cost", "cv_std_val_cost", "cv_mean_val_accuracy", "cv_std_val_accuracy")
 # Why the folds do not train as one batched group (``pipeline.core.batched`` shares one dataset
 # between the jobs of a group; a fold has rows of its own).
 NOT_BATCHED = "a batched group shares one dataset, and each fold has rows of its own"
@@ -141,7 +150,10 @@ def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
         log_model(deployable(built), built.example, part.class_names, part.feature_names)
         if not cfg.checkpoint.keep:
             checkpoints.remove()
-    return finished(cfg, store, start.run_name, metrics.run_id, final)
+    shown = {k: v for k, v in final.items() if not k.startswith("cv_") or k in SHOWN}
+    for line in finished_lines(store, start.run_name, metrics.run_id, shown):
+        log.info(line)
+    return Outcome(metrics.run_id, final, final[cfg.sweep.metric.name])
 
 
 def train_built(
@@ -239,6 +251,23 @@ def open_fold(
     return run_id
 
 
+def reopen_fold(
+    client: MlflowClient, job: JobContext, built: Built, run: Run, checkpoints: Checkpoints
+) -> tuple[int, dict[str, int]]:
+    """An interrupted fold ``run`` RUNNING again, its checkpoint (if any) restored into
+    ``built``: the epoch it goes on from, and the last step of each metric it has."""
+    saved = checkpoints.load()
+    start_epoch = 0
+    if saved is not None:
+        start_epoch = checkpoint.restore(saved, built.model, built.optimizer, built.batches) + 1
+    run_id = run.info.run_id
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    epochs = ",".join(filter(None, [run.data.tags.get(RESUME_EPOCHS, ""), str(start_epoch)]))
+    tags = {**liveness(job), RESUME_EPOCHS: epochs}
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    return start_epoch, recorded_steps(client, run)
+
+
 def train_fold(
     cfg: DictConfig,
     job: JobContext,
@@ -253,20 +282,16 @@ def train_fold(
     client = store.client
     scaler = Standardize(*standardization(data.train)) if data.standardize else None
     built = build_run(cfg, data, scaler)
-    start_epoch, recorded = 0, None
     if earlier is None:
         run_id = open_fold(cfg, job, store, built, assignment, fold, parent)
-        checkpoints = Checkpoints.of_new_run(client, run_id)
+        checkpoints, start_epoch, recorded = Checkpoints.of_new_run(client, run_id), 0, None
     else:
         run_id = earlier.info.run_id
         checkpoints = Checkpoints(client, earlier)
-        saved = checkpoints.load()
-        if saved is not None:
-            start_epoch = checkpoint.restore(saved, built.model, built.optimizer, built.batches) + 1
-        recorded = recorded_steps(client, earlier)
-        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        for key, value in liveness(job).items():
-            client.set_tag(run_id, key, value)
+        start_epoch, recorded = reopen_fold(client, job, built, earlier, checkpoints)
+        log.info(
+            "Fold %d/%d resumed from epoch %d (run %s)", fold, cfg.cv.folds, start_epoch, run_id
+        )
     metrics = MetricBuffer(client, run_id, cfg.tracking.flush_every_s, recorded)
     heartbeat = Heartbeat(client, run_id)
     status = RunStatus.FAILED

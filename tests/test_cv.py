@@ -15,7 +15,7 @@ from conftest import compose_job, run_cli, runs_of, sqlite_uri, train_into
 from pipeline.config import validate
 from pipeline.core.data import fold_assignment, training_part
 from pipeline.cv import FOLD_FILE, assignment_digest, assignment_of
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ConfigError, DataError, PipelineError
 from pipeline.stage import build_data
 
 CV = ("data=iris", "cv.folds=3", "debug=fast")  # 150 rows: 120 train+val, 30 test
@@ -103,7 +103,7 @@ def test_the_configuration_run_has_the_model_refit_on_the_training_part(cv_run):
 
 
 def test_register_takes_the_refit_model_and_compare_shows_the_cv_scores(cv_run, capsys):
-    from pipeline import compare, register
+    from pipeline import compare, register, rerun, resume
 
     uri, _, run, folds = cv_run
     assert register.main([run.info.run_id, "--name", "cv-model", "--tracking-uri", uri]) == 0
@@ -116,6 +116,12 @@ def test_register_takes_the_refit_model_and_compare_shows_the_cv_scores(cv_run, 
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert [r["run_id"] for r in rows] == [run.info.run_id]  # the folds are not listed apart
     assert rows[0]["cv_mean_val_accuracy"] == run.data.metrics["cv_mean_val_accuracy"]
+    fold = folds[2].info.run_id
+    for command in (register, rerun, resume):  # a fold goes with its configuration's run
+        with pytest.raises(
+            PipelineError, match=f"Fix: python -m {command.__name__} {run.info.run_id}$"
+        ):
+            command.main([fold, "--tracking-uri", uri])
     compare.main([run.info.run_id, "--format", "json", "--tracking-uri", uri])  # its folds
     rows = json.loads(capsys.readouterr().out)
     rows = rows["rows"] if isinstance(rows, dict) else rows
@@ -146,16 +152,24 @@ def test_unstratified_folds_need_only_as_many_rows():
 
 
 @pytest.mark.slow
-def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run):
-    """``kill -9`` once two folds FINISHED: ``pipeline.resume`` trains the third and the refit,
-    and the run ends with the numbers of a run never stopped."""
+@pytest.mark.parametrize(
+    ("kill_at", "started"),
+    [("fold:2", [1, 2]), ("checkpoint:30", [1, 2])],  # fold 2's 9th checkpoint: epoch 8
+    ids=["after-fold-2", "in-fold-2"],
+)
+def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, kill_at, started):
+    """``kill -9`` once two folds FINISHED, or in the middle of the second (a checkpoint every
+    epoch): ``pipeline.resume`` skips the FINISHED folds, continues the interrupted one from its
+    checkpoint, trains the rest and the refit: the numbers of a run never stopped."""
     _, _, whole, whole_folds = cv_run
     uri = sqlite_uri(tmp_path / "store")
-    killed = run_cli(*CV, f"tracking.uri={uri}", cwd=tmp_path, env={"PIPELINE_KILL_AT": "fold:2"})
+    every = "checkpoint.every_s=1e-9"  # a run setting: the same run key, the same numbers
+    env = {"PIPELINE_KILL_AT": kill_at}
+    killed = run_cli(*CV, every, f"tracking.uri={uri}", cwd=tmp_path, env=env)
     assert killed.returncode == -9
     (run,) = [r for r in runs_of(uri) if "cv.fold" not in r.data.tags]
     before = folds_of(uri, run.info.run_id)
-    assert sorted(before) == [1, 2]
+    assert sorted(before) == started
     assert run.info.status == "RUNNING"
     resumed = run_cli(
         run.info.run_id, "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume"
@@ -165,6 +179,9 @@ def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run):
     after = folds_of(uri, run.info.run_id)
     assert sorted(after) == [1, 2, 3]
     assert all(after[f].info.run_id == before[f].info.run_id for f in (1, 2))
+    if kill_at.startswith("checkpoint"):  # fold 2 went on from its last checkpoint
+        assert after[2].data.tags["resume.epochs"] == "8"
+        assert "Fold 2/3 resumed from epoch 8" in resumed.stderr + resumed.stdout
     run = MlflowClient(uri).get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
     for key in ("objective", "cv_mean_val_cost", "cv_std_val_accuracy", "test_cost"):

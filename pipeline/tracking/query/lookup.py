@@ -17,6 +17,7 @@ from pipeline.errors import PipelineError
 from pipeline.tags import (
     BEST_RUN_ID,
     CV_FOLD,
+    CV_FOLDS,
     PARENT_RUN_ID,
     SWEEP_DIR,
     SWEEP_DIRECTION,
@@ -67,6 +68,20 @@ def ranked(metric: str, descending: bool) -> list[str]:
 
 def is_sweep(run: Run) -> bool:
     return SWEEP_DIR in run.data.tags
+
+
+def refuse_fold(run: Run, command: str) -> None:
+    """A cross-validation fold's run trains, resumes and registers with its configuration's run
+    (``pipeline.cv``): one line naming that run, for ``python -m pipeline.<command>``."""
+    if CV_FOLD not in run.data.tags:
+        return
+    tags, run_id = run.data.tags, run.info.run_id
+    parent = tags.get(PARENT_RUN_ID)
+    raise PipelineError(
+        f"Run {run_id} is fold {tags[CV_FOLD]}/{tags.get(CV_FOLDS)} of the cross-validated run "
+        f"{parent}, which trains, resumes and registers its folds with it. "
+        f"Fix: python -m pipeline.{command} {parent}"
+    )
 
 
 def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
