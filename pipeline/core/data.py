@@ -224,21 +224,31 @@ def fold_assignment(labels: np.ndarray, folds: int, stratified: bool, seed: int)
     ``seed``. The same labels, folds and seed give the same assignment."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    counts = np.bincount(labels)
-    smallest = int(counts[counts > 0].min())
-    if folds > len(labels) or (stratified and folds > smallest):
-        what = f"its smallest class has {smallest}" if stratified else f"it has {len(labels)}"
-        raise DataError(
-            f"Data error: cannot cut {len(labels)} training samples into {folds} "
-            f"{'stratified ' if stratified else ''}folds: {what} samples. "
-            f"Fix: cv.folds={min(smallest if stratified else len(labels), 5)} or fewer"
-            + (", or cv.stratified=false" if stratified else "")
-        )
+    check_folds(labels, folds, stratified)
     splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
     assignment = np.empty(len(labels), dtype=np.int64)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         assignment[held_out] = fold
     return assignment
+
+
+def check_folds(labels: np.ndarray, folds: int, stratified: bool) -> None:
+    """One line if ``labels`` cannot be cut into ``folds`` folds (stratified: each class in each
+    fold)."""
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min())
+    most = smallest if stratified else len(labels)
+    if folds <= most:
+        return
+    kind, what = "folds", f"there are {len(labels)}"
+    fix = f"cv.folds={most} or fewer" if most >= 2 else "more samples"
+    if stratified:
+        kind, what = "stratified folds", f"its smallest class has {smallest}"
+        fix = f"{fix}, or cv.stratified=false" if most >= 2 else "cv.stratified=false"
+    raise DataError(
+        f"Data error: cannot cut {len(labels)} training samples into {folds} {kind}: {what} "
+        f"samples. Fix: {fix}"
+    )
 
 
 def fold_dataset(part: Dataset, assignment: np.ndarray, fold: int) -> Dataset:
