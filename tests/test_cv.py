@@ -170,6 +170,9 @@ def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, k
     (run,) = [r for r in runs_of(uri) if "cv.fold" not in r.data.tags]
     before = folds_of(uri, run.info.run_id)
     assert sorted(before) == started
+    listed = run_cli("--list", "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume")
+    assert run.info.run_id in listed.stdout  # the configuration's run, not its folds
+    assert not any(f.info.run_id in listed.stdout for f in before.values())
     assert run.info.status == "RUNNING"
     resumed = run_cli(
         run.info.run_id, "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume"
