@@ -78,7 +78,7 @@ def resolve_device(device: Device) -> torch.device:
 
 
 # Overrides that do not change what the optimizer does to the cost: never a divergence's cause.
-NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed"}
+NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed", "cv.folds", "cv.stratified"}
 
 
 def steering(overrides: tuple[str, ...]) -> list[str]:

@@ -215,3 +215,9 @@ def test_a_sweep_nests_folds_under_each_configuration(tmp_path):
         assert config.data.metrics["objective"] == pytest.approx(mean, rel=1e-12)
     best = min(configs, key=lambda r: r.data.metrics["objective"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
+
+
+def test_the_cv_settings_are_not_named_as_a_divergence_cause():
+    from pipeline.stage import steering
+
+    assert steering(("cv.folds=3", "optim.lr=9", "cv.stratified=false")) == ["optim.lr=9"]
