@@ -28,7 +28,9 @@ if TYPE_CHECKING:  # the store loads after the arguments are parsed: --help stay
     from pipeline.tracking.store.reads import RunRecord
 
 EXAMPLE = "python -m pipeline.compare 2fba20b9b0664e --sort test_accuracy --desc"
-KEY_METRICS = ("objective", "final_cost", "final_accuracy", "test_cost", "test_accuracy")
+# (a cross-validated run's folds' mean and std validation scores: columns where one has them)
+KEY_METRICS = ("objective", "cv_mean_val_accuracy", "cv_std_val_accuracy", "final_cost",
+               "final_accuracy", "test_cost", "test_accuracy")  # fmt: skip
 FORMATS = ("text", "md", "csv", "json")
 MISSING = "-"
 MIN_WIDTH = 4  # a column is never shortened below this (the ellipsis included)

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # hydra/job_logging's file
 # What jobs of one group must share (less the seed and the optimizer's numbers).
 SHARED = ("data", "model", "epochs", "batch_size", "device", "threads", "log_every", "tracking",
-          "checkpoint", "sweep", "loss")  # fmt: skip
+          "checkpoint", "sweep", "loss", "cv")  # fmt: skip
 
 
 @dataclass
@@ -180,6 +180,8 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
     data, scaler = build_data(chunk[0].cfg)
     first = build_run(chunk[0].cfg, data, scaler)
     reason = batched.why_not_batchable(first.model, first.optimizer, first.loss)
+    if chunk[0].cfg.cv.folds is not None:  # pipeline.cv trains a configuration's folds
+        reason = "cross-validation (cv.folds): each job trains its folds in its own run"
     if reason is None and len(chunk) == 1:
         reason = "a group of one"
     if reason is not None:

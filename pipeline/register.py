@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.check_names(args.name, args.alias)
     client = open_store(resolve_tracking_uri(args.tracking_uri))
     target = fetch_run(client, args.target)
+    lookup.refuse_fold(target, "register")
     sweep = target if lookup.is_sweep(target) else None
     run = lookup.best_run(client, sweep) if sweep else target
     model = registry.classifier_of(client, run)

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.tags import RERUN_OF
+from pipeline.tracking.query import lookup
 from pipeline.tracking.query.differences import compare_costs, fact_differences
 from pipeline.tracking.resume.relaunch import hydra_value, merge, recorded_overrides, train_again
 from pipeline.tracking.run.files import recorded_config
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_tracking_uri(store_uris[-1] if store_uris else args.tracking_uri)
     client = open_store(uri)
     original = fetch_run(client, args.run_id)
+    lookup.refuse_fold(original, "rerun")
     config = recorded_config(client, args.run_id)
     experiment = client.get_experiment(original.info.experiment_id).name
     launch(recorded_overrides(original, config), overrides, uri, experiment, original)

@@ -36,6 +36,7 @@ def resume(client, uri: str, run_id: str) -> int:
     """Train the run's recorded config again, continuing the run (``tracking.resume``)."""
     from pipeline.config import compose_config, validate
     from pipeline.errors import PipelineError, first_line
+    from pipeline.tracking.query import lookup
     from pipeline.tracking.resume.relaunch import hydra_value, recorded_overrides, train_again
     from pipeline.tracking.resume.state import State, state, why_not
     from pipeline.tracking.run.files import recorded_config
@@ -43,6 +44,7 @@ def resume(client, uri: str, run_id: str) -> int:
     from pipeline.tracking.store.redact import redact
 
     run = fetch_run(client, run_id)
+    lookup.refuse_fold(run, "resume")
     if state(run) == State.finished:
         print(f"Run {run_id} ({redact(run.info.run_name)}) is FINISHED: nothing to resume.")
         return 0

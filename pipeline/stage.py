@@ -82,7 +82,7 @@ def resolve_device(device: Device) -> torch.device:
 
 # Overrides (keys, or their first part) that do not change what the optimizer does to the cost:
 # never a divergence's cause.
-NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed", "hydra", "early_stopping"}
+NOT_STEERING = {"epochs", "log_every", "threads", "device", "seed", "hydra", "early_stopping", "cv"}
 
 
 def steering(overrides: tuple[str, ...]) -> list[str]:
@@ -356,8 +356,47 @@ def finished(cfg: DictConfig, store: Store, run_name: str, run_id: str,
     return Outcome(run_id, final, final[cfg.sweep.metric.name])
 
 
+def fit_built(
+    cfg: DictConfig,
+    job: JobContext,
+    built: Built,
+    start_epoch: int,
+    metrics: MetricBuffer,
+    save: Callable[[int], None],
+) -> None:
+    """``fit`` what ``build_run`` built, from ``start_epoch``: each epoch's metrics into
+    ``metrics``, checkpoints through ``save``, a progress line on a terminal."""
+    progress = Progress(cfg.epochs)
+    try:
+        fit(
+            built.model,
+            built.optimizer,
+            built.prepared(),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            log_every=cfg.log_every,
+            generator=built.batches,
+            record=metrics.log,
+            progress=progress,
+            start_epoch=start_epoch,
+            save=save,
+            save_every_s=cfg.checkpoint.every_s,
+            changed=steering(job.overrides),
+            scheduler=built.scheduler,
+            early=built.early,
+            loss=built.loss,
+        )
+    finally:
+        progress.clear()
+
+
 def train(cfg: DictConfig, job: JobContext) -> Outcome:
-    """Build, decide, fit and record one run of a validated ``cfg``."""
+    """Build, decide, fit and record one run of a validated ``cfg`` (with ``cv.folds``: its
+    cross-validation, ``pipeline.cv``)."""
+    if cfg.cv.folds is not None:
+        from pipeline.cv import train_cv
+
+        return train_cv(cfg, job)
     built = build_run(cfg, *build_data(cfg))
     store = Store.open(cfg)
     decision = decide(cfg, job, store, built)
@@ -372,35 +411,15 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
             for key, value in class_weight_params(built).items():
                 store.client.log_param(run.info.run_id, key, value)
             log_class_weights(store.client, run.info.run_id, built)
-        inputs = built.prepared()
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()  # the store then has every epoch the checkpoint has
             save_state(checkpoints, built, epoch)
 
-        progress = Progress(cfg.epochs)
         unwatch = watch_system(cfg, store.client, [run.info.run_id], start.resume is not None)
         try:
-            fit(
-                built.model,
-                built.optimizer,
-                inputs,
-                epochs=cfg.epochs,
-                batch_size=cfg.batch_size,
-                log_every=cfg.log_every,
-                generator=built.batches,
-                record=metrics.log,
-                progress=progress,
-                start_epoch=decision.start_epoch,
-                save=save_checkpoint,
-                save_every_s=cfg.checkpoint.every_s,
-                changed=steering(job.overrides),
-                scheduler=built.scheduler,
-                early=built.early,
-                loss=built.loss,
-            )
+            fit_built(cfg, job, built, decision.start_epoch, metrics, save_checkpoint)
         finally:
-            progress.clear()
             unwatch()
         final = record(cfg, built, metrics, checkpoints, save_checkpoint)
     return finished(cfg, store, start.run_name, metrics.run_id, final)

@@ -16,6 +16,12 @@ HYDRA_JOB_NUM = "hydra.job_num"
 BATCH_JOBS = "batch.jobs"  # trained in a batched group of this many jobs
 RERUN_OF = "rerun_of"  # the run that `python -m pipeline.rerun` trained again
 
+# A cross-validation fold's run (nested under its configuration's run)
+CV_FOLD = "cv.fold"  # 1 .. cv.folds
+CV_FOLDS = "cv.folds"
+CV_SEED = "cv.seed"  # the seed of the fold assignment (data.split_seed)
+CV_ASSIGNMENT = "cv.assignment"  # SHA-256 of every training row's fold: the same folds
+
 # Where it runs, and how far it got
 PROCESS_HOST = "process.host"
 PROCESS_PID = "process.pid"

@@ -60,6 +60,7 @@ def test_defaults_are_the_reference_experiment():
         },
         "sweep": {"metric": "objective", "direction": "minimize", "resume": True},
         "checkpoint": {"every_s": 60.0, "keep": False},
+        "cv": {"folds": None, "stratified": True},
     }
     validate(cfg)
 

@@ -99,6 +99,8 @@ def test_every_resolved_config_value_is_a_param(default_run):
         "early_stopping.restore_best": "True",
         "loss.class_weights": "None",
         "loss.label_smoothing": "0.0",
+        "cv.folds": "None",
+        "cv.stratified": "True",
     }
 
 

@@ -31,6 +31,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("optim.max_iter", lambda v: v >= 1, ">= 1", "20"),
     ("optim.history_size", lambda v: v >= 1, ">= 1", "100"),
     ("optim.line_search_fn", lambda v: v == "strong_wolfe", "strong_wolfe or null", "null"),
+    ("cv.folds", lambda v: v >= 2, ">= 2 (or null: no cross-validation)", "5"),
     ("log_every", lambda v: v >= 1, ">= 1", "100"),
     ("threads", lambda v: v >= 1, ">= 1", "1"),
     ("seed", lambda v: 0 <= v < 2**32, "in [0, 2**32)", "1"),

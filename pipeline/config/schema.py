@@ -250,6 +250,12 @@ class CheckpointConfig:
 
 
 @dataclass
+class CvConfig:
+    folds: int | None = MISSING  # k-fold cross-validation on the training part; null: off
+    stratified: bool = MISSING  # each fold keeps the classes' proportions
+
+
+@dataclass
 class Config:
     data: Any = MISSING
     model: Any = MISSING
@@ -266,6 +272,7 @@ class Config:
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = MISSING
     checkpoint: CheckpointConfig = MISSING
+    cv: CvConfig = MISSING
 
 
 SCHEMAS = [

@@ -208,6 +208,61 @@ def split_indices(
     return train, val, test
 
 
+def training_part(data: Dataset) -> Dataset:
+    """``data`` with its validation rows joined to the training rows (train, then val): what
+    cross-validation cuts its folds from. The test split is left as it is."""
+    if data.val is None:
+        return data
+    train = Split(*(torch.cat(pair) for pair in zip(
+        (data.train.features, data.train.labels), (data.val.features, data.val.labels), strict=True
+    )))  # fmt: skip
+    return replace(data, train=train, val=None)
+
+
+def fold_assignment(labels: np.ndarray, folds: int, stratified: bool, seed: int) -> np.ndarray:
+    """Each row's fold (0 .. folds-1): scikit-learn's (Stratified)KFold, shuffled with
+    ``seed``. The same labels, folds and seed give the same assignment."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    check_folds(labels, folds, stratified)
+    splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[held_out] = fold
+    return assignment
+
+
+def check_folds(labels: np.ndarray, folds: int, stratified: bool) -> None:
+    """One line if ``labels`` cannot be cut into ``folds`` folds (stratified: each class in each
+    fold)."""
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min())
+    most = smallest if stratified else len(labels)
+    if folds <= most:
+        return
+    kind, what = "folds", f"there are {len(labels)}"
+    fix = f"cv.folds={most} or fewer" if most >= 2 else "more samples"
+    if stratified:
+        kind, what = "stratified folds", f"its smallest class has {smallest}"
+        fix = f"{fix}, or cv.stratified=false" if most >= 2 else "cv.stratified=false"
+    raise DataError(
+        f"Data error: cannot cut {len(labels)} training samples into {folds} {kind}: {what} "
+        f"samples. Fix: {fix}"
+    )
+
+
+def fold_dataset(part: Dataset, assignment: np.ndarray, fold: int) -> Dataset:
+    """Fold ``fold`` of ``part`` (a ``training_part``): its rows held out as the validation
+    split, the other folds' rows (in order) as the training split; the test split as it is (a
+    copy of its features: ``standardize_`` scales each fold's own)."""
+    held = torch.from_numpy(assignment == fold)
+    train, val = (
+        Split(part.train.features[rows], part.train.labels[rows]) for rows in (~held, held)
+    )
+    test = None if part.test is None else Split(part.test.features.clone(), part.test.labels)
+    return replace(part, train=train, val=val, test=test)
+
+
 def standardization(train: Split) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and std of the training split (std 1 for constant features)."""
     mean = train.features.mean(dim=0)

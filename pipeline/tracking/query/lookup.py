@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
-from pipeline.tags import BEST_RUN_ID, PARENT_RUN_ID, SWEEP_DIR, SWEEP_DIRECTION, SWEEP_METRIC
+from pipeline.tags import (
+    BEST_RUN_ID,
+    CV_FOLD,
+    CV_FOLDS,
+    PARENT_RUN_ID,
+    SWEEP_DIR,
+    SWEEP_DIRECTION,
+    SWEEP_METRIC,
+)
 
 if TYPE_CHECKING:  # MLflow (and torch) load where a client is used: ``compare`` may need neither
     from mlflow.entities import Run
@@ -62,6 +70,20 @@ def is_sweep(run: Run) -> bool:
     return SWEEP_DIR in run.data.tags
 
 
+def refuse_fold(run: Run, command: str) -> None:
+    """A cross-validation fold's run trains, resumes and registers with its configuration's run
+    (``pipeline.cv``): one line naming that run, for ``python -m pipeline.<command>``."""
+    if CV_FOLD not in run.data.tags:
+        return
+    tags, run_id = run.data.tags, run.info.run_id
+    parent = tags.get(PARENT_RUN_ID)
+    raise PipelineError(
+        f"Run {run_id} is fold {tags[CV_FOLD]}/{tags.get(CV_FOLDS)} of the cross-validated run "
+        f"{parent}, which trains, resumes and registers its folds with it. "
+        f"Fix: python -m pipeline.{command} {parent}"
+    )
+
+
 def latest_sweep(client: MlflowClient, experiment_id: str) -> Run | None:
     """The sweep parent run that started last in the experiment."""
     found = client.search_runs(
@@ -89,8 +111,9 @@ def sweeps_filter() -> str:
 
 
 def experiment_filter() -> str:
-    """``search_runs`` filter for an experiment's training runs (no sweep parents)."""
-    return f"tags.`{SWEEP_DIR}` IS NULL"
+    """``search_runs`` filter for an experiment's training runs (no sweep parents, and no
+    cross-validation folds: their configuration's run stands for them)."""
+    return f"tags.`{SWEEP_DIR}` IS NULL AND tags.`{CV_FOLD}` IS NULL"
 
 
 def objective(client: MlflowClient, parent: Run | None, example: Run | None) -> Objective:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.runtime import process
 from pipeline.tags import (
+    CV_FOLD,
     FAILURE_REASON,
     FAILURE_RESUMABLE,
     PROCESS_HEARTBEAT,
@@ -100,10 +101,11 @@ def runs_by_key(client: MlflowClient, experiment_id: str) -> dict[str, list[Run]
 
 
 def interrupted_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
-    """The experiment's interrupted runs, newest first."""
+    """The experiment's interrupted runs, newest first (a cross-validation fold's run resumes
+    with its configuration's run: not listed apart)."""
     candidates = client.search_runs(
         [experiment_id],
-        filter_string="attributes.status != 'FINISHED'",
+        filter_string=f"attributes.status != 'FINISHED' AND tags.`{CV_FOLD}` IS NULL",
         order_by=["attributes.start_time DESC"],
         max_results=1000,
     )

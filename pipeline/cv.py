@@ -1,0 +1,283 @@
+"""k-fold cross-validation (``cv.folds=K``): one run of the configuration holding K nested fold
+runs.
+
+The folds are cut from the training part (the training and validation rows, ``training_part``)
+by ``fold_assignment``, seeded with ``data.split_seed`` (so a seed sweep shares its folds); the
+test split is left as it is. Each fold is a run nested under the configuration's run, trained on
+the other folds' rows and validated on its own (standardized with its own training rows'
+statistics), tagged with its fold and the assignment, its rows logged as ``cv_fold.json``.
+
+The configuration's run then trains its model on the whole training part: the model it logs, and
+the one ``pipeline.register`` takes. It logs the folds' mean and standard deviation of each final
+metric (``cv_mean_val_cost``, ``cv_std_val_accuracy``, ...); its ``objective`` is the folds' mean
+validation cost, so a sweep over configurations optimizes the CV score. A resumed run skips the
+folds that FINISHED and continues an interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+from mlflow.entities import Param, Run, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from pipeline.config.params import params
+from pipeline.core import checkpoint
+from pipeline.core.data import (
+    Dataset,
+    fold_assignment,
+    fold_dataset,
+    standardization,
+    training_part,
+)
+from pipeline.core.determinism import seed_everything
+from pipeline.core.model import Standardize
+from pipeline.runtime import failpoints
+from pipeline.runtime.job import JobContext
+from pipeline.stage import (
+    Built,
+    Outcome,
+    Store,
+    build_data,
+    build_run,
+    decide,
+    deployable,
+    final_metrics,
+    final_state_missing,
+    finished_lines,
+    fit_built,
+    log_inputs,
+    save_state,
+)
+from pipeline.tags import (
+    CV_ASSIGNMENT,
+    CV_FOLD,
+    CV_FOLDS,
+    CV_SEED,
+    PARENT_RUN_ID,
+    RESUME_EPOCHS,
+)
+from pipeline.tracking.resume.policy import recorded_steps
+from pipeline.tracking.run.checkpoints import Checkpoints
+from pipeline.tracking.run.files import log_text
+from pipeline.tracking.run.lifecycle import Heartbeat, liveness, tracked_run
+from pipeline.tracking.run.metrics import MetricBuffer
+from pipeline.tracking.run.models import log_model
+from pipeline.tracking.run.provenance import provenance_tags
+from pipeline.tracking.store.redact import redact, redact_value
+
+log = logging.getLogger(__name__)
+FOLD_FILE = "cv_fold.json"  # a fold run's rows: indices into the training part
+SUMMARIZED = ("final_", "val_", "test_")  # the fold metrics averaged (and ``objective``)
+SHOWN = ("cv_mean_val_cost", "cv_std_val_cost", "cv_mean_val_accuracy", "cv_std_val_accuracy")
+# Why the folds do not train as one batched group (``pipeline.core.batched`` shares one dataset
+# between the jobs of a group; a fold has rows of its own).
+NOT_BATCHED = "a batched group shares one dataset, and each fold has rows of its own"
+
+
+def assignment_of(cfg: DictConfig, part: Dataset) -> np.ndarray:
+    """Each training row's fold, as ``cfg.cv`` and ``cfg.data.split_seed`` give it."""
+    labels = part.train.labels.numpy()
+    return fold_assignment(labels, cfg.cv.folds, cfg.cv.stratified, cfg.data.split_seed)
+
+
+def assignment_digest(assignment: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(assignment, dtype=np.int64)).hexdigest()
+
+
+def summary(folds: list[Run]) -> dict[str, float]:
+    """``cv_mean_<metric>`` and ``cv_std_<metric>`` (population std, as scikit-learn's
+    ``cv_results_``) of each final metric every fold run has."""
+    keys = set.intersection(*(set(run.data.metrics) for run in folds))
+    kept = sorted(k for k in keys if k == "objective" or k.startswith(SUMMARIZED))
+    values = {key: np.array([run.data.metrics[key] for run in folds]) for key in kept}
+    return {
+        **{f"cv_mean_{key}": float(v.mean()) for key, v in values.items()},
+        **{f"cv_std_{key}": float(v.std()) for key, v in values.items()},
+    }
+
+
+def fold_runs(store: Store, parent_id: str) -> dict[int, Run]:
+    """The fold runs already nested under the configuration's run ``parent_id``, by fold."""
+    nested = store.client.search_runs(
+        [store.experiment_id],
+        f"tags.`{PARENT_RUN_ID}` = '{parent_id}' AND tags.`{CV_FOLD}` IS NOT NULL",
+        max_results=1000,
+    )
+    return {int(run.data.tags[CV_FOLD]): run for run in nested}
+
+
+def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
+    """Cross-validate ``cfg`` (its folds, then its model on the whole training part) as one run."""
+    data, _ = build_data(cfg)
+    part = training_part(data)
+    assignment = assignment_of(cfg, part)
+    scaler = Standardize(*standardization(part.train)) if part.standardize else None
+    built = build_run(cfg, part, scaler)  # the configuration's model: the whole training part
+    store = Store.open(cfg)
+    decision = decide(cfg, job, store, built)
+    if decision.done is not None:
+        return decision.done
+    start = decision.start
+    with tracked_run(store.uri, store.experiment_id, job, start) as metrics:
+        run = store.client.get_run(metrics.run_id)
+        if start.resume is None:
+            log_inputs(store.client, run.info.run_id, cfg, job, built.data)
+        folds = train_folds(cfg, job, store, part, assignment, run)
+        if decision.start_epoch == 0:  # the same model whether or not folds trained before it
+            seed_everything(cfg.seed, cfg.threads)
+        log.info("Training the model on the whole training part (%d samples)", len(part.train))
+        checkpoints = Checkpoints(store.client, run)
+
+        def save_checkpoint(epoch: int) -> None:
+            metrics.flush()
+            save_state(checkpoints, built, epoch)
+
+        fit_built(cfg, job, built, decision.start_epoch, metrics, save_checkpoint)
+        if final_state_missing(cfg, built, checkpoints):
+            save_checkpoint(cfg.epochs)
+        final = final_metrics(built, store.client, metrics.run_id, cfg.epochs)
+        scores = summary(folds)
+        final |= scores | {"objective": scores["cv_mean_objective"]}
+        metrics.log_summary(final)
+        log_model(deployable(built), built.example, part.class_names, part.feature_names)
+        if not cfg.checkpoint.keep:
+            checkpoints.remove()
+    shown = {k: v for k, v in final.items() if not k.startswith("cv_") or k in SHOWN}
+    for line in finished_lines(store, start.run_name, metrics.run_id, shown):
+        log.info(line)
+    return Outcome(metrics.run_id, final, final[cfg.sweep.metric.name])
+
+
+def train_folds(
+    cfg: DictConfig,
+    job: JobContext,
+    store: Store,
+    part: Dataset,
+    assignment: np.ndarray,
+    parent: Run,
+) -> list[Run]:
+    """Every fold's FINISHED run: those of an earlier attempt as they are, the others trained."""
+    earlier = fold_runs(store, parent.info.run_id)
+    k = cfg.cv.folds
+    log.info(
+        "Cross-validation: %d folds of %d training samples, trained one after another (%s)",
+        k, len(part.train), NOT_BATCHED,
+    )  # fmt: skip
+    done = []
+    for fold in range(1, k + 1):
+        run = earlier.get(fold)
+        if run is not None and run.info.status == RunStatus.to_string(RunStatus.FINISHED):
+            log.info("Fold %d/%d FINISHED before as run %s: skipped", fold, k, run.info.run_id)
+            done.append(run)
+            continue
+        log.info("Fold %d/%d", fold, k)
+        data = fold_dataset(part, assignment, fold - 1)
+        done.append(train_fold(cfg, job, store, data, assignment, fold, parent, run))
+        failpoints.reached("fold")  # a fold FINISHED, the next not started
+    return done
+
+
+def open_fold(
+    cfg: DictConfig,
+    job: JobContext,
+    store: Store,
+    built: Built,
+    assignment: np.ndarray,
+    fold: int,
+    parent: Run,
+) -> str:
+    """A new fold run nested under ``parent``: tagged, its params and rows logged; its id."""
+    client = store.client
+    tags = {
+        PARENT_RUN_ID: parent.info.run_id,
+        CV_FOLD: str(fold),
+        CV_FOLDS: str(cfg.cv.folds),
+        CV_SEED: str(cfg.data.split_seed),
+        CV_ASSIGNMENT: assignment_digest(assignment),
+        **provenance_tags(built.device, built.data.digest()),
+        **liveness(job),
+    }
+    name = f"{parent.info.run_name} fold {fold}/{cfg.cv.folds}"
+    run_id = client.create_run(store.experiment_id, run_name=redact(name), tags=tags).info.run_id
+    values = params(cfg, job.choices).items()
+    client.log_batch(run_id, params=[Param(key, str(redact_value(v))) for key, v in values])
+    rows = {
+        "fold": fold,
+        "folds": cfg.cv.folds,
+        "stratified": cfg.cv.stratified,
+        "seed": cfg.data.split_seed,
+        "val_rows": np.flatnonzero(assignment == fold - 1).tolist(),
+        "train_rows": np.flatnonzero(assignment != fold - 1).tolist(),
+    }
+    log_text(client, run_id, json.dumps(rows), FOLD_FILE)
+    return run_id
+
+
+def reopen_fold(
+    client: MlflowClient, job: JobContext, built: Built, run: Run, checkpoints: Checkpoints
+) -> tuple[int, dict[str, int]]:
+    """An interrupted fold ``run`` RUNNING again, its checkpoint (if any) restored into
+    ``built``: the epoch it goes on from, and the last step of each metric it has."""
+    saved = checkpoints.load()
+    start_epoch = 0
+    if saved is not None:
+        start_epoch = checkpoint.restore(saved, built.model, built.optimizer, built.batches) + 1
+    run_id = run.info.run_id
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    epochs = ",".join(filter(None, [run.data.tags.get(RESUME_EPOCHS, ""), str(start_epoch)]))
+    tags = {**liveness(job), RESUME_EPOCHS: epochs}
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    return start_epoch, recorded_steps(client, run)
+
+
+def train_fold(
+    cfg: DictConfig,
+    job: JobContext,
+    store: Store,
+    data: Dataset,
+    assignment: np.ndarray,
+    fold: int,
+    parent: Run,
+    earlier: Run | None,
+) -> Run:
+    """Train fold ``fold`` (``data``) as its own run, or continue its ``earlier`` run."""
+    client = store.client
+    scaler = Standardize(*standardization(data.train)) if data.standardize else None
+    built = build_run(cfg, data, scaler)
+    if earlier is None:
+        run_id = open_fold(cfg, job, store, built, assignment, fold, parent)
+        checkpoints, start_epoch, recorded = Checkpoints.of_new_run(client, run_id), 0, None
+    else:
+        run_id = earlier.info.run_id
+        checkpoints = Checkpoints(client, earlier)
+        start_epoch, recorded = reopen_fold(client, job, built, earlier, checkpoints)
+        log.info(
+            "Fold %d/%d resumed from epoch %d (run %s)", fold, cfg.cv.folds, start_epoch, run_id
+        )
+    metrics = MetricBuffer(client, run_id, cfg.tracking.flush_every_s, recorded)
+    heartbeat = Heartbeat(client, run_id)
+    status = RunStatus.FAILED
+
+    def save_checkpoint(epoch: int) -> None:
+        metrics.flush()
+        save_state(checkpoints, built, epoch)
+
+    try:
+        fit_built(cfg, job, built, start_epoch, metrics, save_checkpoint)
+        metrics.log_summary(final_metrics(built, client, run_id, cfg.epochs))
+        status = RunStatus.FINISHED
+    except KeyboardInterrupt:
+        status = RunStatus.KILLED
+        raise
+    finally:
+        heartbeat.stop()
+        metrics.flush()
+        if status == RunStatus.FINISHED and checkpoints.latest is not None:
+            checkpoints.remove()
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    return client.get_run(run_id)

@@ -1,0 +1,223 @@
+"""k-fold cross-validation (``cv.folds``): the folds, their nested runs, the CV score, and what
+the commands that read runs make of a cross-validated run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import compose_job, run_cli, runs_of, sqlite_uri, train_into
+from pipeline.config import validate
+from pipeline.core.data import fold_assignment, training_part
+from pipeline.cv import FOLD_FILE, assignment_digest, assignment_of
+from pipeline.errors import ConfigError, DataError, PipelineError
+from pipeline.stage import build_data
+
+CV = ("data=iris", "cv.folds=3", "debug=fast")  # 150 rows: 120 train+val, 30 test
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    """One cross-validated run: (store uri, its outcome, its run, its fold runs by fold)."""
+    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
+    outcome, run = train_into(uri, *CV)
+    return uri, outcome, run, folds_of(uri, run.info.run_id)
+
+
+def folds_of(uri: str, parent_id: str) -> dict[int, object]:
+    nested = [r for r in runs_of(uri) if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    return {int(r.data.tags["cv.fold"]): r for r in nested}
+
+
+def fold_rows(uri: str, run) -> dict:
+    """The fold run's ``cv_fold.json``: its fold, seed and rows."""
+    return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{FOLD_FILE}"))
+
+
+def test_the_folds_are_disjoint_and_cover_the_training_part(cv_run):
+    uri, _, run, folds = cv_run
+    assert sorted(folds) == [1, 2, 3]
+    rows = {fold: fold_rows(uri, fold_run) for fold, fold_run in folds.items()}
+    held_out = [set(rows[fold]["val_rows"]) for fold in (1, 2, 3)]
+    assert sum(len(h) for h in held_out) == 120  # iris: 150 rows less the 30 of the test split
+    assert set().union(*held_out) == set(range(120))
+    assert all(a.isdisjoint(b) for i, a in enumerate(held_out) for b in held_out[i + 1 :])
+    for fold in (1, 2, 3):  # each fold trains on the other folds' rows
+        assert set(rows[fold]["train_rows"]) == set(range(120)) - held_out[fold - 1]
+        assert len(held_out[fold - 1]) == 40
+    tags = [f.data.tags for f in folds.values()]
+    assert {t["cv.folds"] for t in tags} == {"3"}
+    assert {t["cv.seed"] for t in tags} == {"0"}
+    assert all(f.info.status == "FINISHED" for f in folds.values())
+    assert run.info.status == "FINISHED"
+    assert "cv.fold" not in run.data.tags
+
+
+def test_the_assignment_is_recorded_and_follows_from_the_seed(cv_run):
+    uri, _, _, folds = cv_run
+    cfg, _ = compose_job(*CV)
+    data, _ = build_data(cfg)
+    part = training_part(data)
+    again = assignment_of(cfg, part)
+    assert {f.data.tags["cv.assignment"] for f in folds.values()} == {assignment_digest(again)}
+    for fold, run in folds.items():
+        assert fold_rows(uri, run)["val_rows"] == np.flatnonzero(again == fold - 1).tolist()
+    labels = part.train.labels.numpy()
+    same = fold_assignment(labels, 3, True, 0)
+    assert np.array_equal(same, again)
+    assert not np.array_equal(fold_assignment(labels, 3, True, 1), again)  # another seed
+    for fold in range(3):  # stratified: each fold holds each class's share (40 of each: 13-14)
+        counts = np.bincount(labels[again == fold], minlength=3)
+        assert counts.max() - counts.min() <= 1
+        assert counts.sum() == 40
+
+
+def test_the_cv_mean_is_the_mean_of_the_fold_runs_metrics(cv_run):
+    _, outcome, run, folds = cv_run
+    metrics = run.data.metrics
+    for key in ("val_cost", "val_accuracy", "final_cost", "test_accuracy", "objective"):
+        values = np.array([f.data.metrics[key] for f in folds.values()])
+        assert metrics[f"cv_mean_{key}"] == pytest.approx(values.mean(), rel=1e-12)
+        assert metrics[f"cv_std_{key}"] == pytest.approx(values.std(), rel=1e-12, abs=1e-15)
+    assert metrics["cv_mean_val_cost"] == pytest.approx(metrics["cv_mean_objective"], rel=1e-12)
+    assert metrics["objective"] == metrics["cv_mean_objective"] == outcome.value
+    for fold in folds.values():  # a fold's objective: its own validation cost
+        assert fold.data.metrics["objective"] == pytest.approx(fold.data.metrics["val_cost"])
+
+
+def test_the_configuration_run_has_the_model_refit_on_the_training_part(cv_run):
+    uri, _, run, _ = cv_run
+    client = MlflowClient(uri)
+    assert "120/30 train/val/test" in run.data.tags["mlflow.note.content"]
+    history = client.get_metric_history(run.info.run_id, "cost")
+    assert sorted(m.step for m in history) == list(range(21))  # its own training: epochs 0..20
+    assert "test_accuracy" in run.data.metrics
+    assert run.data.params["cv.folds"] == "3"
+    assert [m.name for m in client.search_logged_models([run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'")]  # fmt: skip
+
+
+def test_register_takes_the_refit_model_and_compare_shows_the_cv_scores(cv_run, capsys):
+    from pipeline import compare, register, rerun, resume
+
+    uri, _, run, folds = cv_run
+    assert register.main([run.info.run_id, "--name", "cv-model", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert f"Registered run {run.info.run_id}" in out
+    version = MlflowClient(uri).get_model_version_by_alias("cv-model", "champion")
+    assert version.run_id == run.info.run_id
+    compare.main(["softmax-regression", "--format", "json", "--tracking-uri", uri])
+    rows = json.loads(capsys.readouterr().out)
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert [r["run_id"] for r in rows] == [run.info.run_id]  # the folds are not listed apart
+    assert rows[0]["cv_mean_val_accuracy"] == run.data.metrics["cv_mean_val_accuracy"]
+    fold = folds[2].info.run_id
+    for command in (register, rerun, resume):  # a fold goes with its configuration's run
+        with pytest.raises(
+            PipelineError, match=f"Fix: python -m {command.__name__} {run.info.run_id}$"
+        ):
+            command.main([fold, "--tracking-uri", uri])
+    compare.main([run.info.run_id, "--format", "json", "--tracking-uri", uri])  # its folds
+    rows = json.loads(capsys.readouterr().out)
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert {r["run_id"] for r in rows} == {f.info.run_id for f in folds.values()}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("cv.folds=1",), "Config error: cv.folds must be >= 2"),
+        (("cv.folds=3",), "its smallest class has 2 samples. Fix: cv.folds=2 or fewer, or "),
+    ],
+)
+def test_bad_folds_fail_before_any_run(store, overrides, message):
+    with pytest.raises((ConfigError, DataError), match=re.escape(message)):
+        train_into(store, "data=toy", *overrides)
+    assert runs_of(store) == []
+
+
+def test_unstratified_folds_need_only_as_many_rows():
+    labels = np.array([0, 0, 0, 0, 0, 1])
+    assignment = fold_assignment(labels, 3, False, 0)
+    assert np.bincount(assignment).tolist() == [2, 2, 2]
+    with pytest.raises(DataError, match=r"cv\.stratified=false"):
+        fold_assignment(labels, 3, True, 0)
+    cfg, _ = compose_job("cv.folds=2")
+    validate(cfg)  # the default reference config cross-validates too (8 rows: 2 folds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kill_at", "started"),
+    [("fold:2", [1, 2]), ("checkpoint:30", [1, 2])],  # fold 2's 9th checkpoint: epoch 8
+    ids=["after-fold-2", "in-fold-2"],
+)
+def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, kill_at, started):
+    """``kill -9`` once two folds FINISHED, or in the middle of the second (a checkpoint every
+    epoch): ``pipeline.resume`` skips the FINISHED folds, continues the interrupted one from its
+    checkpoint, trains the rest and the refit: the numbers of a run never stopped."""
+    _, _, whole, whole_folds = cv_run
+    uri = sqlite_uri(tmp_path / "store")
+    every = "checkpoint.every_s=1e-9"  # a run setting: the same run key, the same numbers
+    env = {"PIPELINE_KILL_AT": kill_at}
+    killed = run_cli(*CV, every, f"tracking.uri={uri}", cwd=tmp_path, env=env)
+    assert killed.returncode == -9
+    (run,) = [r for r in runs_of(uri) if "cv.fold" not in r.data.tags]
+    before = folds_of(uri, run.info.run_id)
+    assert sorted(before) == started
+    listed = run_cli("--list", "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume")
+    assert run.info.run_id in listed.stdout  # the configuration's run, not its folds
+    assert not any(f.info.run_id in listed.stdout for f in before.values())
+    assert run.info.status == "RUNNING"
+    resumed = run_cli(
+        run.info.run_id, "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Fold 1/3 FINISHED before" in resumed.stderr + resumed.stdout
+    after = folds_of(uri, run.info.run_id)
+    assert sorted(after) == [1, 2, 3]
+    assert all(after[f].info.run_id == before[f].info.run_id for f in (1, 2))
+    if kill_at.startswith("checkpoint"):  # fold 2 went on from its last checkpoint
+        assert after[2].data.tags["resume.epochs"] == "8"
+        assert "Fold 2/3 resumed from epoch 8" in resumed.stderr + resumed.stdout
+    run = MlflowClient(uri).get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("objective", "cv_mean_val_cost", "cv_std_val_accuracy", "test_cost"):
+        assert run.data.metrics[key] == whole.data.metrics[key]
+    for fold in (1, 2, 3):
+        assert after[fold].data.metrics == whole_folds[fold].data.metrics
+
+
+@pytest.mark.slow
+def test_a_sweep_nests_folds_under_each_configuration(tmp_path):
+    """sweep parent -> configuration runs -> fold runs; each configuration's value is its CV
+    score; the vectorized launcher trains each CV job alone, and says why."""
+    uri = sqlite_uri(tmp_path / "store")
+    swept = run_cli("-m", "data=iris", "cv.folds=2", "epochs=5", "optim.lr=0.1,0.5",
+                    f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    assert swept.returncode == 0, swept.stderr
+    assert "cross-validation (cv.folds): each job trains its folds in its own run" in (
+        swept.stdout + swept.stderr
+    )
+    runs = runs_of(uri)
+    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
+    configs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(configs) == 2
+    for config in configs:
+        folds = folds_of(uri, config.info.run_id)
+        assert sorted(folds) == [1, 2]
+        mean = np.mean([f.data.metrics["val_cost"] for f in folds.values()])
+        assert config.data.metrics["objective"] == pytest.approx(mean, rel=1e-12)
+    best = min(configs, key=lambda r: r.data.metrics["objective"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+
+
+def test_the_cv_settings_are_not_named_as_a_divergence_cause():
+    from pipeline.stage import steering
+
+    assert steering(("cv.folds=3", "optim.lr=9", "cv.stratified=false")) == ["optim.lr=9"]
