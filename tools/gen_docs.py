@@ -319,7 +319,9 @@ def commands_reference() -> str:
         "overrides, `-m` for sweeps ([Configuration reference](configuration.md)). The others "
         "share one convention: run ids, model URIs and files are positional, options are "
         "`--flags`, `-h` shows the usage with an example, and a mistake is one line on stderr "
-        "with exit status 2. What follows is each command's own `--help`.\n",
+        "with exit status 2. What follows is each command's own `--help`: `train`'s is the "
+        "pipeline's own page (the groups a user chooses, the config, the other commands, three "
+        "examples), and every other command's ends with an example.\n",
     ]
     for command in COMMANDS:
         text = command_help(command)
