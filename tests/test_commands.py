@@ -63,6 +63,7 @@ def test_train_help_is_the_pipelines_own_page(tmp_path):
         "experiment: iris_mlp, lr_seed_sweep, reference",
         "model: mlp, [softmax]",
         "optim: adam, adamw, lbfgs, [sgd]",
+        "scheduler: cosine, exponential, multistep, [none], plateau, step",
     ):
         assert f"\n  {line}\n" in groups
     assert "[vectorized]" in groups  # hydra/launcher's default: the batched launcher

@@ -110,6 +110,10 @@ def test_the_config_reference_names_every_schema_key():
                 assert f"`{group}.{field.name}`" in page, (group, field.name)
     for key in ("epochs", "tracking.flush_every_s", "sweep.metric", "checkpoint.every_s"):
         assert f"| `{key}` |" in page
+    for group in gen_docs.USER_GROUPS:  # each option of a group, not only its default
+        for option in (gen_docs.CONF_DIR / group).glob("*.yaml"):
+            assert f"### `{group}={option.stem}`" in page, (group, option.stem)
+    assert "scheduler" in gen_docs.USER_GROUPS
 
 
 def test_every_block_is_runnable_or_says_why_not():

@@ -11,7 +11,16 @@ from omegaconf import OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The groups a user picks from; not the schema/* groups that the files in conf/ extend.
-USER_GROUPS = ("data", "model", "optim", "experiment", "debug", "hydra/launcher", "hydra/sweeper")
+USER_GROUPS = (
+    "data",
+    "model",
+    "optim",
+    "scheduler",
+    "experiment",
+    "debug",
+    "hydra/launcher",
+    "hydra/sweeper",
+)
 COMMANDS = ("predict", "rerun", "resume", "compare", "diff", "register", "ui", "server")
 
 
