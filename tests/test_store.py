@@ -62,3 +62,44 @@ def test_an_unusable_store_is_one_clear_error(uri, message):
     assert message in str(raised.value)
     assert "Fix:" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_a_new_store_copied_from_the_template_is_the_store_mlflow_builds(tmp_path, monkeypatch):
+    """The second new store on a machine is a copy of the cached empty one: the same tables,
+    indexes, schema revision and rows (the Default experiment where MLflow puts it)."""
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking.store.access import open_for_writing
+
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    MlflowClient(tracking_uri=sqlite_uri(tmp_path / "mlflows")).search_experiments()
+    open_for_writing(sqlite_uri(tmp_path / "first"))  # builds the template, as MLflow would
+    (template,) = (tmp_path / "cache").iterdir()
+    assert template.name.startswith("empty-mlflow-")
+    open_for_writing(sqlite_uri(tmp_path / "copied"))
+
+    def contents(directory: str) -> tuple[dict, list, list]:
+        """Each table's columns and indexes (not MLflow's DDL text, nor the indexes' order,
+        which vary with what its migrations ran before in the process), the schema revision,
+        the experiments."""
+        with sqlite3.connect(tmp_path / directory / "mlflow.db") as db:
+            names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            tables = {
+                name: (
+                    db.execute(f"PRAGMA table_info('{name}')").fetchall(),
+                    sorted(i[1:] for i in db.execute(f"PRAGMA index_list('{name}')")),
+                )
+                for name in names
+            }
+            revision = db.execute("SELECT * FROM alembic_version").fetchall()
+            experiments = db.execute(
+                "SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments"
+            ).fetchall()
+        return tables, revision, experiments
+
+    assert contents("copied") == contents("first") == contents("mlflows")
+    assert contents("copied")[2] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active")]
+    assert not list((tmp_path / "copied").glob(".*.new"))  # nothing half-made left beside it

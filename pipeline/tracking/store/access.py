@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError, first_line
 from pipeline.tracking.store.postgres import check_database, engine, is_postgres
 from pipeline.tracking.store.reads import deleted_run, unknown_run
 from pipeline.tracking.store.redact import redact
+from pipeline.tracking.store.template import build_empty_store
 from pipeline.tracking.store.uri import STORE_DIR as STORE_DIR
 from pipeline.tracking.store.uri import default_tracking_uri as default_tracking_uri
 from pipeline.tracking.store.uri import is_server, sqlite_path
@@ -135,7 +136,9 @@ def _create_sqlite_store(db_path: Path) -> None:
     building = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
     # Fail now, not after MLflow's connection retries (a minute and more).
     sqlite3.connect(f"{building.resolve().as_uri()}?mode=rwc", uri=True).close()
-    MlflowClient(tracking_uri=f"sqlite:///{building}")  # creates the tables
+    building.unlink()
+    build_empty_store(building)
+    MlflowClient(tracking_uri=f"sqlite:///{building}").get_experiment("0")  # MLflow's Default
     os.replace(building, db_path)
 
 
