@@ -4,8 +4,8 @@
 
 A block the tests cannot run (it installs packages, or needs a team server, PostgreSQL or Slurm)
 says so in its first line, visibly: ``# not run by the tests: <why>``. Placeholders in a block
-(``<RUN_ID>``, ``<SWEEP_RUN_ID>``, ``<RUN_A>``, ``<RUN_B>``) are replaced with the ids of the
-runs the blocks before it made, as a reader copies them from the UI.
+(``<RUN_ID>``, ``<SWEEP_RUN_ID>``, ``<RUN_A>``, ``<RUN_B>``, ``<CV_RUN_ID>``) are replaced with the
+ids of the runs the blocks before it made, as a reader copies them from the UI.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import EXPERIMENT, ROOT, cli_env, sqlite_uri
 from helpers.zygote import python_shim
-from pipeline.tags import SWEEP_METRIC
+from pipeline.tags import CV_FOLD, SWEEP_METRIC
 
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_docs
@@ -144,6 +144,17 @@ def latest(uri: str, parents: bool, skip: int = 0) -> str:
     return chosen[skip].info.run_id
 
 
+def latest_cv(uri: str) -> str:
+    """The newest cross-validated run: the run its newest fold run is nested under."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    folds = client.search_runs(
+        [experiment.experiment_id], f"tags.`{CV_FOLD}` = '1'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )  # fmt: skip
+    return folds[0].data.tags["mlflow.parentRunId"]
+
+
 def filled(code: str, uri: str) -> str:
     """``code`` with its run-id placeholders replaced by the store's runs."""
     places = {
@@ -151,6 +162,7 @@ def filled(code: str, uri: str) -> str:
         "<RUN_B>": lambda: latest(uri, parents=False),
         "<RUN_A>": lambda: latest(uri, parents=False, skip=1),
         "<SWEEP_RUN_ID>": lambda: latest(uri, parents=True),
+        "<CV_RUN_ID>": lambda: latest_cv(uri),
     }
     for place, value in places.items():
         if place in code:
