@@ -9,7 +9,8 @@ README's table in Markdown: medians with min-max ranges, each target met or not,
 benchmark but ``vs_lightning`` runs with Lightning hidden (``no_lightning/``), as a user's
 install without it (``import mlflow.pytorch`` would import Lightning: +2-4 s per process).
 ``--smoke`` runs each once with tiny settings (seconds each: the numbers mean nothing), so
-that the benchmarks don't rot (``tests/test_bench.py``).
+that the benchmarks don't rot (``tests/test_bench.py``, which names its zygote's ``python`` in
+``BENCH_PYTHON``: each process is then forked from one that imported the pipeline once).
 """
 
 from __future__ import annotations
@@ -302,7 +303,8 @@ def main() -> None:
         print(f"== {name}: python {' '.join(argv)}", flush=True)
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, *argv], cwd=HERE, env=environment(name), text=True,
+            [os.environ.get("BENCH_PYTHON", sys.executable), *argv], cwd=HERE,
+            env=environment(name), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         print(done.stdout, f"({time.perf_counter() - started:.0f} s)", flush=True)

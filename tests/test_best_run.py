@@ -165,7 +165,11 @@ def test_diff_of_a_finished_and_a_diverged_run_with_a_changed_fact(sweep, capsys
     lines = call(capsys, diff, a.info.run_id, b.info.run_id, "--tracking-uri", uri).splitlines()
     assert lines[1].endswith("(FAILED)")
     assert "  optim.lr: 0.1 -> 1e+38" in lines
-    assert "  only in A: final_accuracy, final_cost, objective, test_accuracy, test_cost" in lines
+    (only_in_a,) = [line for line in lines if line.startswith("  only in A: ")]
+    assert only_in_a.split(": ")[1].split(", ") == [
+        "final_accuracy", "final_cost", "objective", "test_accuracy", "test_cost", "test_macro_f1",
+        "val_macro_f1",
+    ]  # fmt: skip
     assert "facts: 1 differ" in lines
     assert f"  env.torch: {a.data.tags['env.torch']} -> 1.0.0" in lines
     assert "first difference at step 1 (" in lines[-1]

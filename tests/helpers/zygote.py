@@ -22,6 +22,7 @@ in the environment, a command that starts ``sys.executable`` itself starts the s
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -58,6 +59,7 @@ PRELOAD = [
     "hydra_plugins.pipeline_launcher.vectorized",
 ]
 MESSAGE = 1 << 20  # the largest request: arguments, and the environment
+MAX_FDS = 250  # file descriptors one request may pass (SCM_RIGHTS takes at most 253)
 
 
 # --- in the zygote -------------------------------------------------------------------------------
@@ -106,7 +108,7 @@ def _report_exits(waiting: dict[int, socket.socket]) -> None:
 
 
 def _fork(connection: socket.socket, listener: socket.socket) -> int:
-    payload, fds, _, _ = socket.recv_fds(connection, MESSAGE, 3)
+    payload, fds, _, _ = socket.recv_fds(connection, MESSAGE, MAX_FDS)
     request = json.loads(payload)
     pid = os.fork()
     if pid:
@@ -119,9 +121,14 @@ def _fork(connection: socket.socket, listener: socket.socket) -> int:
 
 
 def _run_child(request: dict[str, Any], fds: list[int]) -> None:
-    """Become ``python -m <module> <args>`` in ``cwd`` with ``env`` and the test's pipes."""
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
+    """Become ``python *argv`` in ``cwd`` with ``env``, and the caller's file descriptors at
+    their numbers (``request["fds"]``: 0, 1, 2, and for the shim whatever else it has open, such
+    as the pipes that joblib's workers are started with)."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 1000) for fd in fds]  # clear of every target
+    for fd in fds:
+        os.close(fd)
+    for number, fd in zip(request["fds"], high, strict=True):
+        os.dup2(fd, number)
         os.close(fd)
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -142,15 +149,15 @@ def _run(argv: list[str]) -> None:
     """What ``python *argv`` runs: ``-m module``, ``-c code`` or a script, as ``__main__``."""
     import runpy
 
-    if argv[0] == "-m":
-        sys.argv = argv[1:]
+    if argv[0] == "-m":  # sys.path[0] is the working directory, as ``python -m`` puts it
+        sys.argv, sys.path[0] = argv[1:], os.getcwd()
         sys.modules.pop(argv[1], None)  # ``python -m`` runs the module's code as __main__ only
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     elif argv[0] == "-c":
-        sys.argv = ["-c", *argv[2:]]
+        sys.argv, sys.path[0] = ["-c", *argv[2:]], ""
         exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
-    else:
-        sys.argv = argv
+    else:  # a script: its directory first on sys.path
+        sys.argv, sys.path[0] = argv, os.path.dirname(os.path.realpath(argv[0]))
         runpy.run_path(argv[0], run_name="__main__")
 
 
@@ -306,7 +313,7 @@ class Zygote:
         in_read, in_write = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        request = {"argv": ["-m", module, *args], "cwd": str(cwd), "env": env}
+        request = {"argv": ["-m", module, *args], "cwd": str(cwd), "env": env, "fds": [0, 1, 2]}
         socket.send_fds(connection, [json.dumps(request).encode()], [in_read, out_write, err_write])
         for fd in (in_read, out_write, err_write):
             os.close(fd)
@@ -325,8 +332,10 @@ SHIM = """#!{python} -I
 import json, os, socket, struct, sys
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 connection.connect({address!r})
-payload = json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}})
-socket.send_fds(connection, [payload.encode()], [0, 1, 2])
+fds = sorted(int(n) for n in os.listdir("/proc/self/fd") if int(n) != connection.fileno())
+fds = [n for n in fds if os.path.exists(f"/proc/self/fd/{{n}}")]  # less listdir's own
+payload = {{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ), "fds": fds}}
+socket.send_fds(connection, [json.dumps(payload).encode()], fds)
 connection.recv(8)  # the child's pid
 (code,) = struct.unpack("q", connection.recv(8) or struct.pack("q", 1))
 if code < 0:  # ended by a signal: end by it too
