@@ -273,30 +273,34 @@ def slurm() -> Iterator[Any]:
 # The longest files first (seconds of test time on 2 cores, December 7), so that the two xdist
 # workers (one file each at a time) finish together instead of one waiting for a long file that
 # started last. pyproject's --no-loadscope-reorder keeps this order.
-LONGEST_FIRST = [
-    "test_resume.py",  # 130
-    "test_resume_sweeps.py",  # 110
-    "test_team_server.py",  # 108
-    "test_bench.py",  # 97
-    "test_slurm.py",  # 93
-    "test_controls.py",  # ~75: 290 s under today's load, when test_batched.py took 136 s
-    "test_postgres.py",  # 56
-    "test_hardening.py",  # 54
-    "test_launchers.py",  # 45
-    "test_rerun.py",  # 43
-    "test_compat.py",  # 42
-    "test_console.py",  # 38
-    "test_multirun.py",  # 34
+LONGEST_FIRST = [  # seconds of each file in CI's run of December 7 (2 workers)
+    "test_slurm.py",  # 208
+    "test_resume_sweeps.py",  # 137
+    "test_team_server.py",  # 106
+    "test_resume.py",  # 98
+    "test_postgres.py",  # 75
+    "test_docs.py",  # 74
+    "test_launchers.py",  # 68
+    "test_bench.py",  # 60
+    "test_controls.py",  # 57
+    "test_ui.py",  # 44
+    "test_rerun.py",  # 41
+    "test_best_run.py",  # 37
+    "test_hardening.py",  # 36
     "test_batched.py",  # 35
-    "test_best_run.py",  # 33
-    "test_ui.py",  # 29
-    "test_lifecycle.py",  # 25
-    "test_real_data.py",  # 17
-    "test_writes.py",  # 25
-    "test_server.py",  # 15
-    "test_config.py",  # 14
-    "test_text_tables.py",  # 8
-    "test_presets.py",  # 6
+    "test_cv.py",  # 35
+    "test_loss_metrics.py",  # 33
+    "test_compat.py",  # 32
+    "test_writes.py",  # 30
+    "test_notebook.py",  # 23
+    "test_real_data.py",  # 20
+    "test_server.py",  # 19
+    "test_config.py",  # 18
+    "test_console.py",  # 13
+    "test_bulk_runs.py",  # 13
+    "test_multirun.py",  # 12
+    "test_lifecycle.py",  # 10
+    "test_api.py",  # 10
 ]
 
 

@@ -124,6 +124,7 @@ def test_every_job_of_a_group_trains_as_it_would_alone_bit_for_bit(configs):
         assert all(torch.equal(a, b) for a, b in zip(weights, batch_weights, strict=True))
 
 
+@pytest.mark.slow  # seconds: in CI, not the inner loop
 def test_a_stopped_group_resumed_from_its_checkpoints_equals_one_never_stopped():
     configs = SWEEPS["iris mini-batches"]
     whole, _ = trained_batched(configs)

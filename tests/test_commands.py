@@ -48,6 +48,7 @@ def test_help_shows_the_usage_with_every_option_and_ends_with_an_example(command
     assert last_two[1].startswith(f"  python -m pipeline.{command} ")
 
 
+@pytest.mark.slow  # seconds: in CI, not the inner loop
 def test_train_help_is_the_pipelines_own_page(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

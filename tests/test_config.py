@@ -155,6 +155,7 @@ def test_unknown_optimizer_lists_the_choices(tmp_path):
     assert listed.split() == ["adam", "adamw", "lbfgs", "sgd"]
 
 
+@pytest.mark.slow  # seconds: in CI, not the inner loop
 def test_every_config_group_file_composes_and_validates():
     files = sorted(path for path in (ROOT / "conf").glob("*/*.yaml") if path.parent.name != "hydra")
     groups = {path.parent.name for path in files}

@@ -193,6 +193,7 @@ def test_bad_input_is_one_clear_error_and_loses_nothing(
     assert runs[0].info.end_time == earlier.info.end_time
 
 
+@pytest.mark.slow  # seconds: in CI, not the inner loop
 def test_hydra_full_error_shows_the_traceback(workspace):
     cwd, _, _ = workspace
     result = run_cli("optim.lr=-1", cwd=cwd, env={"HYDRA_FULL_ERROR": "1"})

@@ -64,6 +64,7 @@ def test_an_unusable_store_is_one_clear_error(uri, message):
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.slow  # seconds: in CI, not the inner loop
 def test_a_new_store_copied_from_the_template_is_the_store_mlflow_builds(tmp_path, monkeypatch):
     """The second new store on a machine is a copy of the cached empty one: the same tables,
     indexes, schema revision and rows (the Default experiment where MLflow puts it)."""

@@ -158,7 +158,7 @@ def _run(argv: list[str]) -> None:
         exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
     else:  # a script: its directory first on sys.path
         sys.argv, sys.path[0] = argv, os.path.dirname(os.path.realpath(argv[0]))
-        runpy.run_path(argv[0], run_name="__main__")
+        runpy.run_path(os.path.abspath(argv[0]), run_name="__main__")  # __file__ is absolute
 
 
 def _main(argv: list[str]) -> int:
