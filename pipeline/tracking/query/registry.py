@@ -31,20 +31,23 @@ class Registered:
         return f"models:/{self.name}@{self.alias}"
 
 
+# MLflow's alias checks, by their names up to 3.17: their names since 3.18.
+ALIAS_RULES = {
+    "_validate_model_alias_name": "_validate_alias_name",
+    "_validate_model_alias_name_reserved": "_validate_alias_name_reserved",
+}
+
+
 def check_names(name: str, alias: str) -> None:
     """A registered model name and an alias the registry accepts, checked before any write (by
     MLflow's own rules: no '/' or ':' in a name; an alias of letters, digits, '_' and '-', not
     'latest' nor 'v<number>')."""
-    from mlflow.utils.validation import (
-        _validate_model_alias_name,
-        _validate_model_alias_name_reserved,
-        _validate_model_name,
-    )
+    from mlflow.utils import validation
 
     try:
-        _validate_model_name(name)
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
+        validation._validate_model_name(name)
+        for old, new in ALIAS_RULES.items():
+            (getattr(validation, old, None) or getattr(validation, new))(alias)
     except MlflowException as err:
         raise PipelineError(
             f"Cannot register as {name}@{alias}: {first_line(err)} "
