@@ -126,7 +126,7 @@ def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
     with tracked_run(store.uri, store.experiment_id, job, start) as metrics:
         run = store.client.get_run(metrics.run_id)
         if start.resume is None:
-            log_inputs(store.client, run.info.run_id, cfg, job, built.data)
+            log_inputs(store.client, run.info.run_id, cfg, job, built)
         folds = train_folds(cfg, job, store, part, assignment, run)
         if decision.start_epoch == 0:  # the same model whether or not folds trained before it
             seed_everything(cfg.seed, cfg.threads)

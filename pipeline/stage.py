@@ -296,11 +296,15 @@ def deployable(built: Built) -> torch.nn.Module:
 
 
 def log_inputs(
-    client: MlflowClient, run_id: str, cfg: DictConfig, job: JobContext, data: Dataset
+    client: MlflowClient, run_id: str, cfg: DictConfig, job: JobContext, built: Built
 ) -> None:
-    """What a new run records first: its config (params and ``config.yaml``) and datasets."""
+    """What a new run records first: its config (params and ``config.yaml``), its datasets
+    and the class weights its loss uses."""
     log_config(client, run_id, cfg, job.choices)
-    log_datasets(client, run_id, data, cfg.data, job.choices.get("data"))
+    log_datasets(client, run_id, built.data, cfg.data, job.choices.get("data"))
+    for key, value in class_weight_params(built).items():
+        client.log_param(run_id, key, value)
+    log_class_weights(client, run_id, built)
 
 
 CLASS_WEIGHTS = "loss.weights"  # the param of the class weights used, in class order
@@ -407,10 +411,7 @@ def train(cfg: DictConfig, job: JobContext) -> Outcome:
         run = store.client.get_run(metrics.run_id)
         checkpoints = Checkpoints(store.client, run)
         if start.resume is None:
-            log_inputs(store.client, run.info.run_id, cfg, job, built.data)
-            for key, value in class_weight_params(built).items():
-                store.client.log_param(run.info.run_id, key, value)
-            log_class_weights(store.client, run.info.run_id, built)
+            log_inputs(store.client, run.info.run_id, cfg, job, built)
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()  # the store then has every epoch the checkpoint has

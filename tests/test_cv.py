@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -221,3 +222,18 @@ def test_the_cv_settings_are_not_named_as_a_divergence_cause():
     from pipeline.stage import steering
 
     assert steering(("cv.folds=3", "optim.lr=9", "cv.stratified=false")) == ["optim.lr=9"]
+
+
+def test_a_cv_run_with_class_weights_records_them_as_a_run_alone_does(tmp_path):
+    """The configuration run logs the balanced weights of its training part (param and file),
+    as a run without cross-validation does."""
+    uri = sqlite_uri(tmp_path / "mlruns")
+    _, run = train_into(uri, *CV, "loss.class_weights=balanced")
+    weights = json.loads(run.data.params["loss.weights"])
+    part = training_part(build_data(compose_job(*CV)[0])[0])
+    counts = np.bincount(part.train.labels.numpy())
+    assert weights == pytest.approx(list(len(part.train) / (len(counts) * counts)), rel=1e-7)
+    path = MlflowClient(tracking_uri=uri).download_artifacts(
+        run.info.run_id, "class_weights.json", str(tmp_path)
+    )
+    assert list(json.loads(Path(path).read_text()).values()) == weights
