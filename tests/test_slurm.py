@@ -18,6 +18,7 @@ import pytest
 import submitit
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
 from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -337,8 +338,9 @@ def test_the_preset_keeps_one_task_per_job_and_composes_without_a_cluster():
 
 
 def test_the_groups_preset_is_the_slurm_presets_settings_with_jobs_per_task():
-    """``hydra/launcher=slurm_groups``: the slurm preset's settings (so the cluster's and the
-    store's checks apply: its class is a SlurmLauncher), and a whole number of jobs a task."""
+    """``hydra/launcher=slurm_groups``: a class Hydra's plugin scan registers under its
+    ``_target_`` (else: "Unknown plugin class"), the slurm preset's settings (so the cluster's
+    and the store's checks apply: its class is a SlurmLauncher), a whole number of jobs a task."""
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
@@ -348,7 +350,9 @@ def test_the_groups_preset_is_the_slurm_presets_settings_with_jobs_per_task():
             compose("config", overrides=["hydra/launcher=slurm_groups",
                                          "hydra.launcher.jobs_per_task=many"])  # fmt: skip
     launcher = OmegaConf.to_container(groups.hydra.launcher)
-    assert launcher.pop("_target_").endswith(".GroupedSlurmLauncher")
+    target = launcher.pop("_target_")
+    assert target in Plugins.instance().class_name_to_class, "Hydra's plugin scan must find it"
+    assert target.endswith(".GroupedSlurmLauncher")
     assert is_slurm(groups.hydra.launcher)
     assert launcher.pop("jobs_per_task") == 1000
     expected = OmegaConf.to_container(slurm.hydra.launcher)
