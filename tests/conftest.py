@@ -338,11 +338,40 @@ ALLOWED_SKIPS = {
 IN_CI = os.environ.get("CI") == "true"
 
 
+def cpu_of_this_worker() -> float:
+    """CPU seconds used so far by this process and every process under it (the zygote's
+    commands, the services, Slurm's jobs), ended ones included: their parents reaped them."""
+    parents, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = sum(int(ticks) for ticks in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(cpu.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+CPU_SO_FAR = [0.0]  # this worker's, at the end of the last test phase
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """Under CI=true, turn a skip that is not on ``ALLOWED_SKIPS`` into a failure."""
+    """Under CI=true, record each test phase's CPU seconds (``cpu_of_this_worker``), and turn
+    a skip that is not on ``ALLOWED_SKIPS`` into a failure."""
     outcome = yield
     report = outcome.get_result()
+    if IN_CI:
+        now = cpu_of_this_worker()
+        report.user_properties.append(("cpu_s", now - CPU_SO_FAR[0]))
+        CPU_SO_FAR[0] = now
     if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
         return
     if any(report.nodeid.startswith(allowed) for allowed in ALLOWED_SKIPS):
@@ -354,6 +383,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[STARTED] = time.perf_counter()
+    if IN_CI:
+        CPU_SO_FAR[0] = cpu_of_this_worker()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -361,24 +392,36 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """What the suite took: its wall time and the test time of each file (setup included)."""
+    """What the suite took: its wall time, and the test time of each file (setup included)
+    with, under CI=true, its CPU seconds (on 2 cores the suite's wall time is at least half
+    of its CPU time, however the tests are spread)."""
     if STARTED not in config.stash:
         return
-    per_file: dict[str, float] = {}
+    per_file: dict[str, list[float]] = {}
+    per_test: dict[str, float] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
             if isinstance(report, pytest.TestReport):
-                file = report.nodeid.split("::")[0]
-                per_file[file] = per_file.get(file, 0.0) + report.duration
+                cpu = dict(report.user_properties).get("cpu_s", 0.0)
+                per_test[report.nodeid] = per_test.get(report.nodeid, 0.0) + cpu
+                totals = per_file.setdefault(report.nodeid.split("::")[0], [0.0, 0.0])
+                totals[0] += report.duration
+                totals[1] += cpu
     if not per_file:
         return
     wall = time.perf_counter() - config.stash[STARTED]
     terminalreporter.section("time per file")
-    for file, seconds in sorted(per_file.items(), key=lambda item: -item[1]):
-        terminalreporter.write_line(f"{seconds:7.1f} s  {file}")
+    terminalreporter.write_line("   wall      CPU  file")
+    for file, (seconds, cpu) in sorted(per_file.items(), key=lambda item: -item[1][1]):
+        terminalreporter.write_line(f"{seconds:7.1f} s {cpu:6.1f} s  {file}")
+    seconds, cpu = (sum(totals[i] for totals in per_file.values()) for i in (0, 1))
     terminalreporter.write_line(
-        f"{sum(per_file.values()):7.1f} s  in all files (both workers); wall {wall:.1f} s"
+        f"{seconds:7.1f} s {cpu:6.1f} s  in all files (all workers); the suite's wall {wall:.1f} s"
     )
+    if cpu:
+        terminalreporter.section("most CPU: 10 tests (setup and teardown included)")
+        for nodeid, cpu in sorted(per_test.items(), key=lambda item: -item[1])[:10]:
+            terminalreporter.write_line(f"{cpu:6.1f} s  {nodeid}")
 
 
 STARTED = pytest.StashKey[float]()
