@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, open_dict
 
-from helpers.zygote import ZYGOTE, Forked
+from helpers.zygote import ZYGOTE, Forked, python_shim
 from pipeline.config import CONF_DIR, register_configs, validate
 from pipeline.runtime.job import GROUPS, JobContext, run_name
 from pipeline.tracking.store.access import sqlite_path
@@ -77,6 +77,14 @@ def run_cli(
         process.kill()
         raise
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def forked_workers(directory: Path) -> dict[str, str]:
+    """The environment in which a command's worker processes (joblib's, started as
+    ``sys.executable``) are forked from this worker's zygote too, each skipping ~4.5 s of
+    imports: for sweeps whose workers' racing on a store is the point, not their start.
+    (The shim in ``directory`` does not pass signals on: not for signal or Slurm tests.)"""
+    return {"ZYGOTE_PYTHON": str(python_shim(directory, cli_env()))}
 
 
 def start_cli(
@@ -398,12 +406,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if STARTED not in config.stash:
         return
     per_file: dict[str, list[float]] = {}
-    per_test: dict[str, float] = {}
+    per_test: dict[str, list[float]] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
             if isinstance(report, pytest.TestReport):
                 cpu = dict(report.user_properties).get("cpu_s", 0.0)
-                per_test[report.nodeid] = per_test.get(report.nodeid, 0.0) + cpu
+                times = per_test.setdefault(report.nodeid, [0.0, 0.0])
+                times[0] += report.duration
+                times[1] += cpu
                 totals = per_file.setdefault(report.nodeid.split("::")[0], [0.0, 0.0])
                 totals[0] += report.duration
                 totals[1] += cpu
@@ -418,9 +428,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_line(
         f"{seconds:7.1f} s {cpu:6.1f} s  in all files (all workers); the suite's wall {wall:.1f} s"
     )
+    if os.environ.get("PIPELINE_TEST_TIMES"):  # every test's [wall, CPU]: where to look next
+        Path(os.environ["PIPELINE_TEST_TIMES"]).write_text(json.dumps(per_test, indent=1))
     if cpu:
         terminalreporter.section("most CPU: 10 tests (setup and teardown included)")
-        for nodeid, cpu in sorted(per_test.items(), key=lambda item: -item[1])[:10]:
+        for nodeid, (_, cpu) in sorted(per_test.items(), key=lambda item: -item[1][1])[:10]:
             terminalreporter.write_line(f"{cpu:6.1f} s  {nodeid}")
 
 

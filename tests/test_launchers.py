@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cost_history, run_cli, sqlite_uri, sweep_runs, train_into
+from conftest import cost_history, forked_workers, run_cli, sqlite_uri, sweep_runs, train_into
 from helpers.alone import EPOCHS, histories_alone
 
 SWEEP = ["-m", "optim.lr=0.01,0.1", "seed=1,2", EPOCHS]
@@ -36,6 +36,7 @@ def test_four_joblib_workers_racing_on_a_fresh_store_equal_their_runs_alone(tmp_
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=4",
         cwd=tmp_path,
+        env=forked_workers(tmp_path / "bin"),
     )
     assert result.returncode == 0, result.stderr
     uri = sqlite_uri(tmp_path / "mlruns")

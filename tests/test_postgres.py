@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import cost_history, run_cli, runs_of, sweep_runs, train_into
+from conftest import cost_history, forked_workers, run_cli, runs_of, sweep_runs, train_into
 from helpers.forked import train_together
 from helpers.servers import free_port
 from pipeline.config import CONF_DIR, register_configs
@@ -49,7 +49,8 @@ def test_a_parallel_sweep_on_a_fresh_database_finishes_and_keeps_the_password_ou
     uri = postgres.create_database("sweep")  # the password in the URI, on the command line
     seeds = ",".join(SEEDS[:4])
     result = run_cli("-m", f"seed={seeds}", "epochs=20", "hydra/launcher=joblib",
-                     "hydra.launcher.n_jobs=4", f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+                     "hydra.launcher.n_jobs=4", f"tracking.uri={uri}", cwd=tmp_path,
+                     env=forked_workers(tmp_path / "bin"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     parent, runs = sweep_runs(uri)
     assert parent.info.status == "FINISHED"

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from conftest import (
     cost_history,
     epochs_lasting,
+    forked_workers,
     run_cli,
     runs_of,
     sqlite_uri,
@@ -142,8 +143,8 @@ def sweep(team_server, users, tmp_path_factory: pytest.TempPathFactory):
     cwd = tmp_path_factory.mktemp("sweep")
     jobs = ["-m", f"seed={','.join(SEEDS)}", "epochs=20", "tracking.experiment=alice"]
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
-    result = run_cli(*jobs, *launcher, f"tracking.uri={team_server.url}", cwd=cwd,
-                     env=login("alice", users["alice"]))  # fmt: skip
+    env = {**login("alice", users["alice"]), **forked_workers(cwd / "bin")}
+    result = run_cli(*jobs, *launcher, f"tracking.uri={team_server.url}", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
     assert not (cwd / "mlruns").exists()  # nothing went to a local store
     parent, runs = sweep_runs(team_server.url, "alice")
