@@ -82,8 +82,10 @@ def run_cli(
 def forked_workers(directory: Path) -> dict[str, str]:
     """The environment in which a command's worker processes (joblib's, started as
     ``sys.executable``) are forked from this worker's zygote too, each skipping ~4.5 s of
-    imports: for sweeps whose workers' racing on a store is the point, not their start.
-    (The shim in ``directory`` does not pass signals on: not for signal or Slurm tests.)"""
+    imports: for sweeps whose workers' racing on a store is the point, not their start. The
+    shim in ``directory`` passes signals on, but a ``kill -9`` of it leaves its child running,
+    its pid is not the child's (submitit's local jobs name their logs by it), and a Slurm job
+    must run under slurmd: not for those."""
     return {"ZYGOTE_PYTHON": str(python_shim(directory, cli_env()))}
 
 

@@ -15,8 +15,9 @@ The zygote is the child's parent and reports its exit status over a Unix socket,
 ``Forked`` works as a ``subprocess.Popen`` does: ``pid``, ``poll``, ``wait``, ``send_signal``,
 ``kill``, ``communicate``, ``returncode``, ``stdout``/``stderr``. For shell commands (the docs'
 blocks), ``python_shim`` writes a ``python`` that hands its own arguments, directory,
-environment and stdio to the zygote and exits with the child's status; with ``ZYGOTE_PYTHON``
-in the environment, a command that starts ``sys.executable`` itself starts the shim.
+environment and stdio to the zygote, passes the signals it is sent on to the child (all but
+SIGKILL and SIGSTOP) and exits with the child's status; with ``ZYGOTE_PYTHON`` in the
+environment, a command that starts ``sys.executable`` itself starts the shim.
 """
 
 from __future__ import annotations
@@ -329,14 +330,21 @@ class Zygote:
 ZYGOTE = Zygote()
 
 SHIM = """#!{python} -I
-import json, os, socket, struct, sys
+import json, os, signal, socket, struct, sys
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 connection.connect({address!r})
 fds = sorted(int(n) for n in os.listdir("/proc/self/fd") if int(n) != connection.fileno())
 fds = [n for n in fds if os.path.exists(f"/proc/self/fd/{{n}}")]  # less listdir's own
 payload = {{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ), "fds": fds}}
 socket.send_fds(connection, [json.dumps(payload).encode()], fds)
-connection.recv(8)  # the child's pid
+(child,) = struct.unpack("q", connection.recv(8))
+def forward(signum, frame):  # what this process is sent, its child gets (SIGKILL aside)
+    try:
+        os.kill(child, signum)
+    except ProcessLookupError:
+        pass
+for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+    signal.signal(getattr(signal, name), forward)
 (code,) = struct.unpack("q", connection.recv(8) or struct.pack("q", 1))
 if code < 0:  # ended by a signal: end by it too
     os.kill(os.getpid(), -code)
