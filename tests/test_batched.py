@@ -183,7 +183,7 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
     from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
 
-    from hydra_plugins.pipeline_launcher.compose import Composer
+    from hydra_plugins.pipeline_launcher.compose import Composer, task_part
     from pipeline.config import CONF_DIR, register_configs
 
     register_configs()
@@ -196,11 +196,20 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
         for overrides in JOB_OVERRIDES:
             ours, hydras = composer(overrides), loader.load_sweep_config(master, overrides)
             assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras)
+            task = composer.task(overrides)  # the task's part alone, as run_job gives it
+            assert "hydra" not in task
+            assert OmegaConf.is_struct(task)
+            assert OmegaConf.to_yaml(task) == OmegaConf.to_yaml(task_part(hydras))
         assert len(composer.composed) == 4  # none, optim=adam, experiment=..., data+model
         assert composer(["optim.lr=0.5"]).optim.lr == 0.5
+        assert composer.task(["optim.lr=0.5"]).optim.lr == 0.5
+        assert composer.task(["optim.lr=0.5", "hydra.job.chdir=true"]).optim.lr == 0.5
         assert len(composer.composed) == 4  # values only: the first composition, copied
-        with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
-            composer(["optim.lrr=0.5"])
+        for compose in composer, composer.task:
+            with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
+                compose(["optim.lrr=0.5"])
+            with pytest.raises(ConfigCompositionException, match=r"seed"):
+                compose(["seed=abc"])
 
 
 @pytest.mark.slow

@@ -6,15 +6,37 @@ composes the whole batch once more to check it. Jobs that differ only in values
 Hydra applies command-line values (to the struct config, so a wrong key or type fails the same
 way). A job that chooses other group files (``optim=adam``, ``experiment=iris_mlp``) is
 composed for that set of choices, once.
+
+A composition is kept pickled, with and without its hydra node: unpickling is ~4x faster than
+``copy.deepcopy`` (1.1 ms against 4.5 ms for this project's config), and the task's part alone
+(a fifth of it) is what checking a job's values and training it need.
 """
 
-import copy
+import pickle
+from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
+
+
+@dataclass(frozen=True)
+class Composition:
+    """One set of group choices composed: the whole config and its task part (no hydra node),
+    pickled."""
+
+    whole: bytes
+    task: bytes
+
+    @classmethod
+    def of(cls, config: DictConfig) -> "Composition":
+        whole = pickle.dumps(config)
+        task = pickle.loads(whole)
+        with read_write(task), open_dict(task):
+            del task["hydra"]
+        return cls(whole, pickle.dumps(task))
 
 
 class Composer:
@@ -24,7 +46,8 @@ class Composer:
     def __init__(self, config_loader, master: DictConfig) -> None:
         self.config_loader, self.master = config_loader, master
         self.parser = OverridesParser.create()
-        self.composed: Dict[Tuple[str, ...], DictConfig] = {}
+        self.composed: Dict[Tuple[str, ...], Composition] = {}
+        self.parsed: Dict[str, Override] = {}
         self.groups = set(master.hydra.runtime.choices)
 
     def is_group(self, override: Override) -> bool:
@@ -33,15 +56,35 @@ class Composer:
             override.package is not None or key in self.groups or key.split("@")[0] in self.groups
         )
 
-    def __call__(self, overrides: List[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(overrides)
+    def parse(self, overrides: List[str]) -> List[Override]:
+        """Hydra's parse of ``overrides``, each distinct one parsed once (0.3 ms each)."""
+        for line in overrides:
+            if line not in self.parsed:
+                self.parsed[line] = self.parser.parse_overrides([line])[0]
+        return [self.parsed[line] for line in overrides]
+
+    def composition(self, parsed: List[Override]) -> Tuple[Composition, List[Override]]:
+        """The composition of the job's group choices, and its values to apply."""
         choices = tuple(o.input_line for o in parsed if self.is_group(o))
-        values = [o for o in parsed if not self.is_group(o)]
         if choices not in self.composed:
-            self.composed[choices] = self.config_loader.load_sweep_config(
-                self.master, list(choices)
-            )
-        config = copy.deepcopy(self.composed[choices])
+            config = self.config_loader.load_sweep_config(self.master, list(choices))
+            self.composed[choices] = Composition.of(config)
+        return self.composed[choices], [o for o in parsed if not self.is_group(o)]
+
+    def task(self, overrides: List[str]) -> DictConfig:
+        """The job's config less its hydra node (what ``run_job`` gives the task): a wrong key
+        or value fails here as it fails in ``__call__``."""
+        composition, values = self.composition(self.parse(overrides))
+        if any(o.is_hydra_override() for o in values):
+            return task_part(self(overrides))
+        config = pickle.loads(composition.task)
+        ConfigLoaderImpl._apply_overrides_to_config(values, config)
+        return config
+
+    def __call__(self, overrides: List[str]) -> DictConfig:
+        parsed = self.parse(overrides)
+        composition, values = self.composition(parsed)
+        config = pickle.loads(composition.whole)
         ConfigLoaderImpl._apply_overrides_to_config(values, config)
         job = config.hydra.job
         with open_dict(config.hydra):
@@ -53,3 +96,11 @@ class Composer:
                 exclude_keys=job.config.override_dirname.exclude_keys,
             )
         return config
+
+
+def task_part(config: DictConfig) -> DictConfig:
+    """``config`` less its hydra node, as ``run_job`` gives the task (a copy)."""
+    task = pickle.loads(pickle.dumps(config))
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task

@@ -57,26 +57,32 @@ class VectorizedLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, batched where they can train together", len(job_overrides))
         compose = Composer(self.hydra_context.config_loader, self.config)
-        configs = []
+        configs, tasks = [], []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            configs.append(job_config(compose(list(overrides)), num))
+            tasks.append(compose.task(list(overrides)))
+            configs.append(job_config(compose(list(overrides)), num, task=tasks[-1]))
         console_logging(configs[0])
         from pipeline.group import launch, run_alone  # torch and MLflow load here
 
         alone = run_alone(self.hydra_context, self.task_function)
         try:
-            return launch(configs, alone, self.group_size)
+            return launch(configs, alone, self.group_size, tasks)
         finally:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
 
 def job_config(
-    config: DictConfig, num: int, job_id: str | None = None, overrides_only: bool = False
+    config: DictConfig,
+    num: int,
+    job_id: str | None = None,
+    overrides_only: bool = False,
+    task: DictConfig | None = None,
 ) -> DictConfig:
     """The job's composed ``config`` numbered (its id: ``job_id``, else ``num``), its dir made
     and its ``.hydra`` files written, as ``run_job`` does before it calls the task (with
-    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job)."""
+    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job).
+    ``task``: the config's task part (``Composer.task``), where the caller has it."""
     with open_dict(config):
         config.hydra.job.id = num if job_id is None else job_id
         config.hydra.job.num = num
@@ -90,7 +96,8 @@ def job_config(
         hydra_dir = output_dir / str(config.hydra.output_subdir)
         _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
         if not overrides_only:
-            task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            if task is None:
+                task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
             _save_config(task, "config.yaml", hydra_dir)
             hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
             (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
