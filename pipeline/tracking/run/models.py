@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -147,6 +148,14 @@ class ModelTemplate:
     classifier_files: Mapping[str, bytes]
     classifier_mlmodel: Mapping
     tags: Mapping[str, str]
+    # Where this process wrote each file all runs share (by content): later runs link to it.
+    written: dict[bytes, Path] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def shared(self) -> frozenset[bytes]:
+        """The contents of the files every run's models have (code, requirements, ...)."""
+        contents = [*self.model_files.values(), *self.classifier_files.values()]
+        return frozenset([*contents, DOWNLOAD_META[1]])
 
     @classmethod
     def prepare(
@@ -263,8 +272,10 @@ class ModelTemplate:
         location = experiment_location(uri, experiment_id)
         places = [Placed(id_, bulk.model_location(location, id_)) for id_ in
                   (bulk.new_model_id() for _ in NAMES)]  # fmt: skip
+        written = dict(self.written)  # and this run's own files, once written
         for place, files in zip(places, self.files(model, run_id, *places), strict=True):
-            _write_tree(Path(local_file_uri_to_path(place.artifact_location)), files)
+            _write_tree(Path(local_file_uri_to_path(place.artifact_location)), files, written)
+        self.written.update((c, p) for c, p in written.items() if c in self.shared)
         return [
             bulk.ModelRecord(place.model_id, experiment_id, name, place.artifact_location, run_id,
                              dict(params), dict(self.tags))
@@ -371,11 +382,30 @@ def _write(client: MlflowClient, logged: Placed, files: Mapping[str, bytes]) -> 
         client.log_model_artifacts(logged.model_id, tmp)
 
 
-def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
+def _write_tree(
+    root: Path, files: Mapping[str, bytes], written: dict[bytes, Path] | None = None
+) -> None:
+    """``files`` (relative path -> content) under ``root``. With ``written`` (content -> a file
+    that has it), a file whose content is there already is a hard link to that file (a few us,
+    against ~50 us to write one; a copy where linking fails, e.g. across file systems), and each
+    file written is added to it. MLflow never changes a logged file in place, and deleting one
+    run's model leaves the others' links whole."""
     made: set[Path] = set()
     for path, content in files.items():
         target = root / path
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
-        target.write_bytes(content)
+        if written is None:
+            target.write_bytes(content)
+        elif content not in written or not _linked(written[content], target):
+            target.write_bytes(content)
+            written[content] = target
+
+
+def _linked(origin: Path, target: Path) -> bool:
+    try:
+        os.link(origin, target)
+        return True
+    except OSError:  # gone, another file system, or links not supported
+        return False
