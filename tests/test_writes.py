@@ -387,6 +387,7 @@ def test_many_runs_models_recorded_in_one_transaction(sqlite_store):
         table = pd.DataFrame(example.double().numpy(), columns=features)
         expected = torch.softmax(model(example), dim=1).detach().numpy()
         assert (loaded.predict(table).to_numpy() == expected).all()
+    assert all(t.checked and t.pieces is not None for t in template.mlmodel_texts)  # rendered
     # What all runs' models share is one file, hard-linked; what is a run's own is its own.
     roots = [Path(r.artifact_location.removeprefix("file://")) for r in records]
     code = [root / prefix / "code/pipeline/errors.py" for root, prefix in

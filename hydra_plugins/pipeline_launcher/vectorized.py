@@ -61,7 +61,8 @@ class VectorizedLauncher(Launcher):
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
             tasks.append(compose.task(list(overrides)))
-            configs.append(job_config(compose(list(overrides)), num, task=tasks[-1]))
+            config = compose(list(overrides))
+            configs.append(job_config(config, num, task=tasks[-1], composer=compose))
         console_logging(configs[0])
         from pipeline.group import launch, run_alone  # torch and MLflow load here
 
@@ -78,11 +79,13 @@ def job_config(
     job_id: str | None = None,
     overrides_only: bool = False,
     task: DictConfig | None = None,
+    composer: Composer | None = None,
 ) -> DictConfig:
     """The job's composed ``config`` numbered (its id: ``job_id``, else ``num``), its dir made
     and its ``.hydra`` files written, as ``run_job`` does before it calls the task (with
     ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job).
-    ``task``: the config's task part (``Composer.task``), where the caller has it."""
+    ``task``: the config's task part (``Composer.task``), and the ``composer`` that made both,
+    where the caller has them (its templates write the files)."""
     with open_dict(config):
         config.hydra.job.id = num if job_id is None else job_id
         config.hydra.job.num = num
@@ -98,8 +101,12 @@ def job_config(
         if not overrides_only:
             if task is None:
                 task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-            _save_config(task, "config.yaml", hydra_dir)
-            hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
+            if composer is None:
+                texts = OmegaConf.to_yaml(task), OmegaConf.to_yaml(config.hydra)
+            else:
+                texts = composer.texts(config, task)
+            (hydra_dir / "config.yaml").write_text(texts[0], encoding="utf-8")  # as _save_config
+            hydra_yaml = "hydra:\n" + textwrap.indent(texts[1], "  ")
             (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
     return config
 
