@@ -9,12 +9,14 @@ copy is its pickled model, two MLmodel files and the LoggedModel records: a few 
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
 import json
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -347,11 +349,19 @@ def writes_directly(uri: str, experiment_id: str) -> bool:
 
 def pickled(model: torch.nn.Module) -> bytes:
     """``model`` as ``mlflow.pytorch.save_model`` pickles it, byte for byte (``torch.save``
-    names the archive inside after the file: ``model/``, not a buffer's ``archive/``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, Path(MODEL_DATA).name)
-        torch.save(model.cpu().eval(), path, pickle_module=mlflow.pytorch.pickle_module)
-        return path.read_bytes()
+    names the archive inside after the file: ``model/``, not a buffer's ``archive/``), through
+    this process's scratch dir (a temp dir per model cost more than the pickling)."""
+    path = _scratch() / str(threading.get_ident()) / Path(MODEL_DATA).name  # a dir a thread
+    path.parent.mkdir(exist_ok=True)
+    torch.save(model.cpu().eval(), path, pickle_module=mlflow.pytorch.pickle_module)
+    return path.read_bytes()
+
+
+@functools.cache
+def _scratch() -> Path:
+    scratch = tempfile.TemporaryDirectory(prefix="pipeline-models-")
+    atexit.register(scratch.cleanup)
+    return Path(scratch.name)
 
 
 def _files(directory: Path) -> dict[str, bytes]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -161,7 +162,7 @@ def _execute_many(
     if compiled.positional:  # sqlite's ?, in the compiled order
         order = [columns.index(name) for name in compiled.positiontup or []]
         if order != list(range(len(columns))):
-            rows = [tuple(row[i] for i in order) for row in rows]
+            rows = list(map(operator.itemgetter(*order), rows))  # 3x a tuple(genexpr)
         connection.exec_driver_sql(str(compiled), rows)
     else:  # psycopg's %(name)s
         connection.exec_driver_sql(
