@@ -318,10 +318,23 @@ def open_all(members: list[Member], store: Store) -> None:
         member.metrics = MetricBuffer(store.client, run_id, math.inf, start.recorded)
         if start.resume is None:
             member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
-            log_config_file(store.client, run_id, member.cfg, member.artifact_uri)
+            unresolved = written_config(member)
+            log_config_file(store.client, run_id, member.cfg, member.artifact_uri, unresolved)
             log_class_weights(store.client, run_id, member.built, member.artifact_uri)
         else:
             member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
+
+
+def written_config(member: Member) -> str | None:
+    """The job's ``.hydra/config.yaml`` as its launcher wrote it (``OmegaConf.to_yaml`` of its
+    config), where it has one."""
+    subdir, output_dir = member.config.hydra.output_subdir, member.job.output_dir
+    if subdir is None or output_dir is None:
+        return None
+    try:
+        return (output_dir / str(subdir) / "config.yaml").read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def save_all(epoch: int, batch: batched.Batch, by_job: dict[int, Member]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,6 +274,12 @@ def test_a_yaml_template_renders_the_whole_dump_or_nothing():
     assert rendered >= 40  # of 96: not the empty lists, containers, long lines
 
 
+def artifact_dir(run) -> Path:
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    return Path(local_file_uri_to_path(run.info.artifact_uri))
+
+
 @pytest.mark.slow
 def test_a_batched_job_is_the_run_the_basic_launcher_makes(tmp_path):
     """Everything MLflow shows of a run: params, tags, every metric's history, artifacts,
@@ -305,6 +312,9 @@ def test_a_batched_job_is_the_run_the_basic_launcher_makes(tmp_path):
         ]
         assert paths[0] == paths[1]
         assert "test_report.json" in paths[0]
+        for path in ("config.yaml", "hydra/config.yaml"):  # the same text, whoever wrote it
+            texts = [(artifact_dir(r) / path).read_text() for r in (run, other)]
+            assert texts[0] == texts[1]
         assert len(run.outputs.model_outputs) == len(other.outputs.model_outputs) == 2
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == [
             d.dataset.name for d in other.inputs.dataset_inputs
