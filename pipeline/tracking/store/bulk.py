@@ -281,18 +281,22 @@ def _metric_rows(rows: Sequence[Row]) -> tuple[list[tuple], dict[tuple[str, str]
 
     checked: set[str] = set()
     metrics, latest = [], {}
+    isfinite = math.isfinite
     for run_id, key, value, timestamp, step in rows:
         if key not in checked:  # a key's name once; every value's type below
             _validate_metric(key, value, timestamp, step)
             checked.add(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
-        stored, is_nan = sanitized(float(value))
+        if type(value) is float and isfinite(value):  # nearly every value: stored as it is
+            stored, is_nan = value, False
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
+            stored, is_nan = sanitized(float(value))
         row = (run_id, key, stored, int(timestamp), int(step), is_nan)
         metrics.append(row)
-        newest = latest.get((run_id, key))
+        newest = latest.get(row[:2])
         if newest is None or (row[4], row[3], stored) > (newest[4], newest[3], newest[2]):
-            latest[(run_id, key)] = row
+            latest[row[:2]] = row
     return metrics, latest
 
 
