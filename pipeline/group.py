@@ -11,12 +11,14 @@ of one) trains alone, through Hydra's ``run_job``, as the basic launcher would.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -121,6 +123,46 @@ def launch(
     """Train the composed ``configs``, in groups where they batch; ``alone(config)`` trains one
     job as the basic launcher does. One ``JobReturn`` per config, in order. ``tasks``: each
     config's task part (``task_config``), where the caller has it already."""
+    with long_lived_heap():
+        return launch_groups(configs, alone, group_size, tasks)
+
+
+_long_lived = 0  # how many ``long_lived_heap`` blocks the process is in
+
+
+@contextmanager
+def long_lived_heap() -> Iterator[None]:
+    """Python's cyclic collector kept off what a sweep keeps until its end. Nearly all that a
+    sweep makes lives until its jobs are recorded (their configs, models, runs, every epoch's
+    metrics), and each full collection scans all of it: 12 of them took 8 s of a 1000-job sweep.
+    So what is alive is collected once and frozen (``gc.freeze``: not scanned again), and again
+    at each ``keep()``; unfrozen when the (outermost) block ends: the next full collection frees
+    what the sweep left. (Memory freed by reference counting is freed as before.)"""
+    global _long_lived
+    if _long_lived == 0:
+        gc.collect()
+        gc.freeze()
+    _long_lived += 1
+    try:
+        yield
+    finally:
+        _long_lived -= 1
+        if _long_lived == 0:
+            gc.unfreeze()
+
+
+def keep() -> None:
+    """In a ``long_lived_heap`` block: what is alive now stays (frozen)."""
+    if _long_lived:
+        gc.freeze()
+
+
+def launch_groups(
+    configs: Sequence[DictConfig],
+    alone: Callable[[DictConfig], JobReturn],
+    group_size: int,
+    tasks: Sequence[DictConfig] | None = None,
+) -> list[JobReturn]:
     tasks = tasks if tasks is not None else [task_config(c) for c in configs]
     members = [Member(c, t, JobContext.of(c.hydra)) for c, t in zip(configs, tasks, strict=True)]
     valid = [m for m in members if valid_config(m)]
@@ -249,6 +291,7 @@ def train_batch(
     for job, member in zip(jobs, members, strict=True):
         member.trained = job
     started = time.monotonic()
+    keep()  # the jobs' models, optimizers and runs live until the batch is recorded
     progress.batch(len(members), cfg.epochs + 1 - start_epoch)
     try:
         batch = batched.fit_group(
@@ -278,6 +321,7 @@ def train_batch(
     failed = [by_job[id(job)] for job in batch.jobs if job.failure is not None]
     close(failed, RunStatus.FAILED, lambda member: member.failure)
     done = [m for m in members if m not in failed]
+    keep()  # and so do the epochs' metrics, until they are written
     record_all(done, store)
     progress.recorded(len(done), len(failed))
     log.info(

@@ -274,6 +274,24 @@ def test_a_yaml_template_renders_the_whole_dump_or_nothing():
     assert rendered >= 40  # of 96: not the empty lists, containers, long lines
 
 
+def test_a_sweeps_heap_is_frozen_while_it_runs_and_unfrozen_after():
+    import gc
+
+    from pipeline.group import keep, long_lived_heap
+
+    keep()  # outside a sweep: nothing is frozen
+    assert gc.get_freeze_count() == 0
+    with long_lived_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with long_lived_heap():  # a launcher's block around group.launch's own
+            kept = [[] for _ in range(1000)]
+            keep()
+            assert gc.get_freeze_count() >= frozen + len(kept)
+        assert gc.get_freeze_count() >= frozen + len(kept)  # the inner block unfreezes nothing
+    assert gc.get_freeze_count() == 0
+
+
 def artifact_dir(run) -> Path:
     from mlflow.utils.file_utils import local_file_uri_to_path
 

@@ -56,21 +56,24 @@ class VectorizedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, batched where they can train together", len(job_overrides))
+        from pipeline.group import keep, launch, long_lived_heap, run_alone  # torch, MLflow
+
         compose = Composer(self.hydra_context.config_loader, self.config)
         configs, tasks = [], []
-        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            tasks.append(compose.task(list(overrides)))
-            config = compose(list(overrides))
-            configs.append(job_config(config, num, task=tasks[-1], composer=compose))
-        console_logging(configs[0])
-        from pipeline.group import launch, run_alone  # torch and MLflow load here
-
-        alone = run_alone(self.hydra_context, self.task_function)
-        try:
-            return launch(configs, alone, self.group_size, tasks)
-        finally:
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        with long_lived_heap():  # the jobs' configs live until the sweep's end
+            for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+                log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+                tasks.append(compose.task(list(overrides)))
+                config = compose(list(overrides))
+                configs.append(job_config(config, num, task=tasks[-1], composer=compose))
+                if len(configs) % 100 == 0:
+                    keep()
+            console_logging(configs[0])
+            alone = run_alone(self.hydra_context, self.task_function)
+            try:
+                return launch(configs, alone, self.group_size, tasks)
+            finally:
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
 
 def job_config(
