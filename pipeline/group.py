@@ -136,10 +136,12 @@ def long_lived_heap() -> Iterator[None]:
     sweep makes lives until its jobs are recorded (their configs, models, runs, every epoch's
     metrics), and each full collection scans all of it: 12 of them took 8 s of a 1000-job sweep.
     So what is alive is collected once and frozen (``gc.freeze``: not scanned again), and again
-    at each ``keep()``; unfrozen when the (outermost) block ends: the next full collection frees
-    what the sweep left. (Memory freed by reference counting is freed as before.)"""
+    at each ``keep()``, until ``release_heap()``: when the sweep's summary is done
+    (``SweepTracking.close``), or when the next sweep starts. Memory freed by reference counting
+    is freed as before; cycles frozen wait for the release."""
     global _long_lived
     if _long_lived == 0:
+        gc.unfreeze()  # what an earlier sweep left
         gc.collect()
         gc.freeze()
     _long_lived += 1
@@ -147,14 +149,19 @@ def long_lived_heap() -> Iterator[None]:
         yield
     finally:
         _long_lived -= 1
-        if _long_lived == 0:
-            gc.unfreeze()
 
 
 def keep() -> None:
     """In a ``long_lived_heap`` block: what is alive now stays (frozen)."""
     if _long_lived:
         gc.freeze()
+
+
+def release_heap() -> None:
+    """Unfreeze what sweeps froze (outside a ``long_lived_heap`` block): the next full
+    collection frees what they left."""
+    if _long_lived == 0:
+        gc.unfreeze()
 
 
 def launch_groups(
