@@ -11,12 +11,14 @@ of one) trains alone, through Hydra's ``run_job``, as the basic launcher would.
 
 from __future__ import annotations
 
-import copy
+import gc
 import json
 import logging
 import math
+import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -85,6 +87,7 @@ class Member:
     outcome: Outcome | BaseException | None = None
     trained: batched.Job | None = None  # its part of the batch
     artifact_uri: str | None = None
+    params: dict[str, str] | None = None  # its run's params (``params_of``)
 
     @property
     def failure(self) -> BaseException | None:
@@ -111,11 +114,64 @@ def group_key(cfg: DictConfig) -> str:
     )  # fmt: skip
 
 
-def launch(configs: Sequence[DictConfig], alone: Callable[[DictConfig], JobReturn],
-           group_size: int) -> list[JobReturn]:  # fmt: skip
+def launch(
+    configs: Sequence[DictConfig],
+    alone: Callable[[DictConfig], JobReturn],
+    group_size: int,
+    tasks: Sequence[DictConfig] | None = None,
+) -> list[JobReturn]:
     """Train the composed ``configs``, in groups where they batch; ``alone(config)`` trains one
-    job as the basic launcher does. One ``JobReturn`` per config, in order."""
-    members = [Member(c, task_config(c), JobContext.of(c.hydra)) for c in configs]
+    job as the basic launcher does. One ``JobReturn`` per config, in order. ``tasks``: each
+    config's task part (``task_config``), where the caller has it already."""
+    with long_lived_heap():
+        return launch_groups(configs, alone, group_size, tasks)
+
+
+_long_lived = 0  # how many ``long_lived_heap`` blocks the process is in
+
+
+@contextmanager
+def long_lived_heap() -> Iterator[None]:
+    """Python's cyclic collector kept off what a sweep keeps until its end. Nearly all that a
+    sweep makes lives until its jobs are recorded (their configs, models, runs, every epoch's
+    metrics), and each full collection scans all of it: 12 of them took 8 s of a 1000-job sweep.
+    So what is alive is collected once and frozen (``gc.freeze``: not scanned again), and again
+    at each ``keep()``, until ``release_heap()``: when the sweep's summary is done
+    (``SweepTracking.close``), or when the next sweep starts. Memory freed by reference counting
+    is freed as before; cycles frozen wait for the release."""
+    global _long_lived
+    if _long_lived == 0:
+        gc.unfreeze()  # what an earlier sweep left
+        gc.collect()
+        gc.freeze()
+    _long_lived += 1
+    try:
+        yield
+    finally:
+        _long_lived -= 1
+
+
+def keep() -> None:
+    """In a ``long_lived_heap`` block: what is alive now stays (frozen)."""
+    if _long_lived:
+        gc.freeze()
+
+
+def release_heap() -> None:
+    """Unfreeze what sweeps froze (outside a ``long_lived_heap`` block): the next full
+    collection frees what they left."""
+    if _long_lived == 0:
+        gc.unfreeze()
+
+
+def launch_groups(
+    configs: Sequence[DictConfig],
+    alone: Callable[[DictConfig], JobReturn],
+    group_size: int,
+    tasks: Sequence[DictConfig] | None = None,
+) -> list[JobReturn]:
+    tasks = tasks if tasks is not None else [task_config(c) for c in configs]
+    members = [Member(c, t, JobContext.of(c.hydra)) for c, t in zip(configs, tasks, strict=True)]
     valid = [m for m in members if valid_config(m)]
     groups: dict[str, list[Member]] = {}
     for member in valid:
@@ -138,7 +194,7 @@ def launch(configs: Sequence[DictConfig], alone: Callable[[DictConfig], JobRetur
 
 def task_config(config: DictConfig) -> DictConfig:
     """The job's config less its hydra node, as ``run_job`` gives the task."""
-    cfg = copy.deepcopy(config)
+    cfg = pickle.loads(pickle.dumps(config))  # a deep copy, 2x faster than copy.deepcopy
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     return cfg
@@ -242,6 +298,7 @@ def train_batch(
     for job, member in zip(jobs, members, strict=True):
         member.trained = job
     started = time.monotonic()
+    keep()  # the jobs' models, optimizers and runs live until the batch is recorded
     progress.batch(len(members), cfg.epochs + 1 - start_epoch)
     try:
         batch = batched.fit_group(
@@ -271,6 +328,7 @@ def train_batch(
     failed = [by_job[id(job)] for job in batch.jobs if job.failure is not None]
     close(failed, RunStatus.FAILED, lambda member: member.failure)
     done = [m for m in members if m not in failed]
+    keep()  # and so do the epochs' metrics, until they are written
     record_all(done, store)
     progress.recorded(len(done), len(failed))
     log.info(
@@ -311,10 +369,23 @@ def open_all(members: list[Member], store: Store) -> None:
         member.metrics = MetricBuffer(store.client, run_id, math.inf, start.recorded)
         if start.resume is None:
             member.checkpoints = Checkpoints.of_new_run(store.client, run_id)
-            log_config_file(store.client, run_id, member.cfg, member.artifact_uri)
+            unresolved = written_config(member)
+            log_config_file(store.client, run_id, member.cfg, member.artifact_uri, unresolved)
             log_class_weights(store.client, run_id, member.built, member.artifact_uri)
         else:
             member.checkpoints = Checkpoints(store.client, store.client.get_run(run_id))
+
+
+def written_config(member: Member) -> str | None:
+    """The job's ``.hydra/config.yaml`` as its launcher wrote it (``OmegaConf.to_yaml`` of its
+    config), where it has one."""
+    subdir, output_dir = member.config.hydra.output_subdir, member.job.output_dir
+    if subdir is None or output_dir is None:
+        return None
+    try:
+        return (output_dir / str(subdir) / "config.yaml").read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def save_all(epoch: int, batch: batched.Batch, by_job: dict[int, Member]) -> None:
@@ -393,8 +464,12 @@ def store_uri(members: list[Member]) -> str:
 
 
 def params_of(member: Member) -> dict:
-    """The params the run logged (its config's), which its LoggedModels carry too."""
-    return {k: str(redact_value(v)) for k, v in params(member.cfg, member.job.choices).items()}
+    """The params the run logged (its config's), which its LoggedModels carry too (made once
+    a job: its run's opening and its models both need them)."""
+    if member.params is None:
+        found = params(member.cfg, member.job.choices)
+        member.params = {k: str(redact_value(v)) for k, v in found.items()}
+    return member.params
 
 
 def now_ms() -> int:

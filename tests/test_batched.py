@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,7 +184,7 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
     from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
 
-    from hydra_plugins.pipeline_launcher.compose import Composer
+    from hydra_plugins.pipeline_launcher.compose import Composer, task_part
     from pipeline.config import CONF_DIR, register_configs
 
     register_configs()
@@ -196,11 +197,109 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
         for overrides in JOB_OVERRIDES:
             ours, hydras = composer(overrides), loader.load_sweep_config(master, overrides)
             assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras)
+            task = composer.task(overrides)  # the task's part alone, as run_job gives it
+            assert "hydra" not in task
+            assert OmegaConf.is_struct(task)
+            assert OmegaConf.to_yaml(task) == OmegaConf.to_yaml(task_part(hydras))
         assert len(composer.composed) == 4  # none, optim=adam, experiment=..., data+model
         assert composer(["optim.lr=0.5"]).optim.lr == 0.5
+        assert composer.task(["optim.lr=0.5"]).optim.lr == 0.5
+        assert composer.task(["optim.lr=0.5", "hydra.job.chdir=true"]).optim.lr == 0.5
         assert len(composer.composed) == 4  # values only: the first composition, copied
-        with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
-            composer(["optim.lrr=0.5"])
+        for compose in composer, composer.task:
+            with pytest.raises(ConfigCompositionException, match=r"optim\.lrr"):
+                compose(["optim.lrr=0.5"])
+            with pytest.raises(ConfigCompositionException, match=r"seed"):
+                compose(["seed=abc"])
+
+
+def test_job_files_from_a_template_equal_the_whole_dump(tmp_path, monkeypatch):
+    """A job's ``.hydra/config.yaml`` and ``hydra.yaml`` come from its composition's template
+    (the job's own values put in) and equal ``OmegaConf.to_yaml`` of its config byte for byte;
+    what a template cannot render (a new key, a list, a long line with spaces) is dumped."""
+    import textwrap
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_launcher.compose import Composer
+    from hydra_plugins.pipeline_launcher.vectorized import job_config
+    from pipeline.config import CONF_DIR, register_configs
+
+    register_configs()
+    monkeypatch.chdir(tmp_path)
+    long = "'" + "a b " * 30 + "'"  # a line over 80 characters, with spaces: PyYAML breaks it
+    jobs = [["optim.lr=0.1", "seed=2"], ["optim.lr=1e-05", "seed=3"], ["optim.lr=-0.0", "seed=1"],
+            ["seed=7", "optim.lr=2"], [f"tracking.run_name={long}"], ["tracking.run_name='123'"],
+            ["model.bias=false", "data.val_fraction=0.25"], *JOB_OVERRIDES]  # fmt: skip
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        master = compose("config", return_hydra_config=True)
+        OmegaConf.update(master, "hydra.job.config_name", "config", force_add=True)
+        composer = Composer(GlobalHydra.instance().config_loader(), master)
+        for num, overrides in enumerate(jobs):
+            task = composer.task(overrides)
+            config = job_config(composer(overrides), num, task=task, composer=composer)
+            hydra_dir = tmp_path / config.hydra.runtime.output_dir / ".hydra"
+            assert (hydra_dir / "config.yaml").read_text() == OmegaConf.to_yaml(task)
+            hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
+            assert (hydra_dir / "hydra.yaml").read_text() == hydra_yaml
+    templates = next(iter(composer.composed.values())).templates
+    assert len(templates) >= 4  # the hydra node's; the task's for lr+seed, seed+lr, bias+val
+    assert all(t.pieces is not None for t in templates.values())  # none found wrong
+
+
+def test_a_yaml_template_renders_the_whole_dump_or_nothing():
+    import yaml
+
+    from pipeline.tracking.run.yaml_text import YamlTemplate
+
+    def dump(structure):
+        return yaml.safe_dump(structure, default_flow_style=False)
+
+    base = {"a": {"b": 1, "c": "x"}, "items": ["p", "q"], "z": 2.5, "long_key_" * 8: "v"}
+    template = YamlTemplate(base, [("a", "c"), ("items",), ("long_key_" * 8,)], dump)
+    values = ["plain", "123", "true", "", "-0.0", "x: y", "a b " * 30, "é", None, 0.0, -0.0, 1e-05,
+              True, 7, ["x"], {"k": 1}]  # fmt: skip
+    rendered = 0
+    for value in values:
+        for items in (["one"], ["one", value], []):
+            for last in ("v", value):
+                structure = {**base, "a": {"b": 1, "c": value}, "items": items}
+                structure["long_key_" * 8] = last
+                text = template.render([value, items, last])
+                if text is not None:
+                    rendered += 1
+                    assert text == dump(structure), (value, items, last)
+    assert rendered >= 40  # of 96: not the empty lists, containers, long lines
+
+
+def test_a_sweeps_heap_is_frozen_while_it_runs_and_unfrozen_after():
+    import gc
+
+    from pipeline.group import keep, long_lived_heap, release_heap
+
+    keep()  # outside a sweep: nothing is frozen
+    assert gc.get_freeze_count() == 0
+    with long_lived_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with long_lived_heap():  # a launcher's block around group.launch's own
+            kept = [[] for _ in range(1000)]
+            keep()
+            assert gc.get_freeze_count() > frozen + 900
+        release_heap()  # inside a block: nothing
+        assert gc.get_freeze_count() > frozen + 900
+    assert gc.get_freeze_count() > frozen + 900  # through the sweep's summary
+    del kept
+    release_heap()
+    assert gc.get_freeze_count() == 0
+
+
+def artifact_dir(run) -> Path:
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    return Path(local_file_uri_to_path(run.info.artifact_uri))
 
 
 @pytest.mark.slow
@@ -235,6 +334,9 @@ def test_a_batched_job_is_the_run_the_basic_launcher_makes(tmp_path):
         ]
         assert paths[0] == paths[1]
         assert "test_report.json" in paths[0]
+        for path in ("config.yaml", "hydra/config.yaml"):  # the same text, whoever wrote it
+            texts = [(artifact_dir(r) / path).read_text() for r in (run, other)]
+            assert texts[0] == texts[1]
         assert len(run.outputs.model_outputs) == len(other.outputs.model_outputs) == 2
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == [
             d.dataset.name for d in other.inputs.dataset_inputs

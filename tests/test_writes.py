@@ -387,6 +387,22 @@ def test_many_runs_models_recorded_in_one_transaction(sqlite_store):
         table = pd.DataFrame(example.double().numpy(), columns=features)
         expected = torch.softmax(model(example), dim=1).detach().numpy()
         assert (loaded.predict(table).to_numpy() == expected).all()
+    assert all(t.checked and t.pieces is not None for t in template.mlmodel_texts)  # rendered
+    # What all runs' models share is one file, hard-linked; what is a run's own is its own.
+    roots = [Path(r.artifact_location.removeprefix("file://")) for r in records]
+    code = [root / prefix / "code/pipeline/errors.py" for root, prefix in
+            zip(roots, ["", "artifacts/0/"] * 3, strict=True)]  # fmt: skip
+    assert len({path.stat().st_ino for path in code}) == 1
+    assert len({(root / "MLmodel").stat().st_ino for root in roots}) == 6
+    # A run's models deleted, the other runs' still load, and the next run's files are written.
+    for root in roots[:2]:
+        shutil.rmtree(root)
+    run_id = list(trained)[1]
+    assert_predicts_as(trained[run_id], example, run_id)
+    late = client.create_run(experiment).info.run_id
+    bulk.write_logged_models(sqlite_store, template.write_files(
+        sqlite_store, late, trained[run_id], experiment, {"seed": "1"}))  # fmt: skip
+    assert_predicts_as(trained[run_id], example, late)
 
 
 WRITER = """

@@ -28,4 +28,4 @@ class GridSweeper(BasicSweeper):
         """Every job of ``batch`` composes (a wrong key or value fails here, before any run)."""
         compose = Composer(self.hydra_context.config_loader, self.config)
         for overrides in batch:
-            compose(list(overrides))
+            compose.task(list(overrides))  # the values applied to the task's part: 5x less to copy

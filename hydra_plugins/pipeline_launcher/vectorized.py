@@ -56,27 +56,39 @@ class VectorizedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, batched where they can train together", len(job_overrides))
-        compose = Composer(self.hydra_context.config_loader, self.config)
-        configs = []
-        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
-            configs.append(job_config(compose(list(overrides)), num))
-        console_logging(configs[0])
-        from pipeline.group import launch, run_alone  # torch and MLflow load here
+        from pipeline.group import keep, launch, long_lived_heap, run_alone  # torch, MLflow
 
-        alone = run_alone(self.hydra_context, self.task_function)
-        try:
-            return launch(configs, alone, self.group_size)
-        finally:
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        compose = Composer(self.hydra_context.config_loader, self.config)
+        configs, tasks = [], []
+        with long_lived_heap():  # the jobs' configs live until the sweep's end
+            for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+                log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+                tasks.append(compose.task(list(overrides)))
+                config = compose(list(overrides))
+                configs.append(job_config(config, num, task=tasks[-1], composer=compose))
+                if len(configs) % 100 == 0:
+                    keep()
+            console_logging(configs[0])
+            alone = run_alone(self.hydra_context, self.task_function)
+            try:
+                return launch(configs, alone, self.group_size, tasks)
+            finally:
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
 
 def job_config(
-    config: DictConfig, num: int, job_id: str | None = None, overrides_only: bool = False
+    config: DictConfig,
+    num: int,
+    job_id: str | None = None,
+    overrides_only: bool = False,
+    task: DictConfig | None = None,
+    composer: Composer | None = None,
 ) -> DictConfig:
     """The job's composed ``config`` numbered (its id: ``job_id``, else ``num``), its dir made
     and its ``.hydra`` files written, as ``run_job`` does before it calls the task (with
-    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job)."""
+    ``overrides_only``, only ``overrides.yaml``, by which the sweep's summary finds the job).
+    ``task``: the config's task part (``Composer.task``), and the ``composer`` that made both,
+    where the caller has them (its templates write the files)."""
     with open_dict(config):
         config.hydra.job.id = num if job_id is None else job_id
         config.hydra.job.num = num
@@ -90,9 +102,14 @@ def job_config(
         hydra_dir = output_dir / str(config.hydra.output_subdir)
         _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_dir)
         if not overrides_only:
-            task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-            _save_config(task, "config.yaml", hydra_dir)
-            hydra_yaml = "hydra:\n" + textwrap.indent(OmegaConf.to_yaml(config.hydra), "  ")
+            if task is None:
+                task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+            if composer is None:
+                texts = OmegaConf.to_yaml(task), OmegaConf.to_yaml(config.hydra)
+            else:
+                texts = composer.texts(config, task)
+            (hydra_dir / "config.yaml").write_text(texts[0], encoding="utf-8")  # as _save_config
+            hydra_yaml = "hydra:\n" + textwrap.indent(texts[1], "  ")
             (hydra_dir / "hydra.yaml").write_text(hydra_yaml)  # what _save_config writes
     return config
 

@@ -34,11 +34,20 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, choices: dict
 
 
 def log_config_file(
-    client: MlflowClient, run_id: str, cfg: DictConfig, artifact_uri: str | None = None
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    artifact_uri: str | None = None,
+    unresolved: str | None = None,
 ) -> None:
-    """The resolved config as ``config.yaml`` (secrets masked)."""
-    text = redact(OmegaConf.to_yaml(cfg, resolve=True))
-    log_text(client, run_id, text, CONFIG_FILE, artifact_uri)
+    """The resolved config as ``config.yaml`` (secrets masked). ``unresolved``: the config's
+    ``OmegaConf.to_yaml`` where the caller has it (a job's ``.hydra/config.yaml``): a config
+    without interpolations (no ``${`` in it) resolves to that same text, not dumped again."""
+    if unresolved is not None and "${" not in unresolved:
+        text = unresolved
+    else:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    log_text(client, run_id, redact(text), CONFIG_FILE, artifact_uri)
 
 
 def log_text(

@@ -9,15 +9,18 @@ copy is its pickled model, two MLmodel files and the LoggedModel records: a few 
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
 import json
+import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
 from pipeline.tracking.resume.identity import PACKAGE_DIR
+from pipeline.tracking.run.yaml_text import YamlTemplate
 from pipeline.tracking.store import bulk
 
 
@@ -147,6 +151,14 @@ class ModelTemplate:
     classifier_files: Mapping[str, bytes]
     classifier_mlmodel: Mapping
     tags: Mapping[str, str]
+    # Where this process wrote each file all runs share (by content): later runs link to it.
+    written: dict[bytes, Path] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def shared(self) -> frozenset[bytes]:
+        """The contents of the files every run's models have (code, requirements, ...)."""
+        contents = [*self.model_files.values(), *self.classifier_files.values()]
+        return frozenset([*contents, DOWNLOAD_META[1]])
 
     @classmethod
     def prepare(
@@ -263,8 +275,10 @@ class ModelTemplate:
         location = experiment_location(uri, experiment_id)
         places = [Placed(id_, bulk.model_location(location, id_)) for id_ in
                   (bulk.new_model_id() for _ in NAMES)]  # fmt: skip
+        written = dict(self.written)  # and this run's own files, once written
         for place, files in zip(places, self.files(model, run_id, *places), strict=True):
-            _write_tree(Path(local_file_uri_to_path(place.artifact_location)), files)
+            _write_tree(Path(local_file_uri_to_path(place.artifact_location)), files, written)
+        self.written.update((c, p) for c, p in written.items() if c in self.shared)
         return [
             bulk.ModelRecord(place.model_id, experiment_id, name, place.artifact_location, run_id,
                              dict(params), dict(self.tags))
@@ -276,17 +290,33 @@ class ModelTemplate:
     ) -> tuple[dict[str, bytes], dict[str, bytes]]:
         """The files of the run's ``model`` and ``classifier`` (relative path -> content)."""
         torch_files = {**self.model_files, MODEL_DATA: pickled(model)}
-        torch_files["MLmodel"] = _mlmodel(self.model_mlmodel, torch_place, run_id, torch_files)
+        texts = self.mlmodel_texts
+        torch_files["MLmodel"] = _mlmodel(
+            self.model_mlmodel, torch_place, run_id, torch_files, texts[0]
+        )
         classifier_files = {
             **self.classifier_files,
             **{f"{TORCH_DIR}/{path}": content for path, content in torch_files.items()},
             f"{TORCH_DIR}/{DOWNLOAD_META[0]}": DOWNLOAD_META[1],
         }
-        described = _with_torch_uri(self.classifier_mlmodel, f"models:/{torch_place.model_id}")
+        torch_uri = f"models:/{torch_place.model_id}"
+        described = _with_torch_uri(self.classifier_mlmodel, torch_uri)
         classifier_files["MLmodel"] = _mlmodel(
-            described, classifier_place, run_id, classifier_files
+            described, classifier_place, run_id, classifier_files, texts[1], [torch_uri]
         )
         return torch_files, classifier_files
+
+    @functools.cached_property
+    def mlmodel_texts(self) -> tuple[YamlTemplate, YamlTemplate]:
+        """The two MLmodel files' texts with each run's values to put in (``_mlmodel``): PyYAML
+        dumps each in ~2 ms."""
+        own = [(key,) for key in OWN]
+        torch_text = {**self.model_mlmodel, **dict.fromkeys(OWN)}
+        classifier_text = {**_with_torch_uri(self.classifier_mlmodel, ""), **dict.fromkeys(OWN)}
+        return (
+            YamlTemplate(torch_text, own, _safe_dump),
+            YamlTemplate(classifier_text, [*own, TORCH_URI], _safe_dump),
+        )
 
 
 @dataclass(frozen=True)
@@ -319,11 +349,19 @@ def writes_directly(uri: str, experiment_id: str) -> bool:
 
 def pickled(model: torch.nn.Module) -> bytes:
     """``model`` as ``mlflow.pytorch.save_model`` pickles it, byte for byte (``torch.save``
-    names the archive inside after the file: ``model/``, not a buffer's ``archive/``)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, Path(MODEL_DATA).name)
-        torch.save(model.cpu().eval(), path, pickle_module=mlflow.pytorch.pickle_module)
-        return path.read_bytes()
+    names the archive inside after the file: ``model/``, not a buffer's ``archive/``), through
+    this process's scratch dir (a temp dir per model cost more than the pickling)."""
+    path = _scratch() / str(threading.get_ident()) / Path(MODEL_DATA).name  # a dir a thread
+    path.parent.mkdir(exist_ok=True)
+    torch.save(model.cpu().eval(), path, pickle_module=mlflow.pytorch.pickle_module)
+    return path.read_bytes()
+
+
+@functools.cache
+def _scratch() -> Path:
+    scratch = tempfile.TemporaryDirectory(prefix="pipeline-models-")
+    atexit.register(scratch.cleanup)
+    return Path(scratch.name)
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -341,14 +379,31 @@ def _with_torch_uri(mlmodel: Mapping, uri: str) -> dict:
     return {**mlmodel, "flavors": flavors}
 
 
-def _mlmodel(template: Mapping, logged: Placed, run_id: str, files: Mapping[str, bytes]) -> bytes:
-    """The MLmodel file of ``logged`` made of the template's, as ``Model.log``
-    fills it: where it is, its ids, when, its size (files but MLmodel and the environment's)."""
+# What ``_mlmodel`` fills in an MLmodel file for each run; and where the classifier's names the
+# PyTorch model it loads.
+OWN = ("artifact_path", "model_id", "model_uuid", "run_id", "utc_time_created", "model_size_bytes")
+TORCH_URI = ("flavors", "python_function", "artifacts", "torch_model", "uri")
+
+
+def _safe_dump(structure: object) -> str:
     import yaml
 
+    return yaml.safe_dump(structure, default_flow_style=False)
+
+
+def _mlmodel(
+    template: Mapping,
+    logged: Placed,
+    run_id: str,
+    files: Mapping[str, bytes],
+    text: YamlTemplate | None = None,
+    more: list[str] | None = None,
+) -> bytes:
+    """The MLmodel file of ``logged`` made of the template's, as ``Model.log``
+    fills it: where it is, its ids, when, its size (files but MLmodel and the environment's).
+    From ``text`` (the template's dump, ``more``: its values past ``OWN``) where it can."""
     size = sum(len(content) for path, content in files.items() if path not in UNSIZED)
-    described = {
-        **template,
+    own = {
         "artifact_path": logged.artifact_location,
         "model_id": logged.model_id,
         "model_uuid": logged.model_id,
@@ -356,7 +411,11 @@ def _mlmodel(template: Mapping, logged: Placed, run_id: str, files: Mapping[str,
         "utc_time_created": str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None)),
         "model_size_bytes": size,
     }
-    return yaml.safe_dump(described, default_flow_style=False).encode()
+    described = {**template, **own}
+    if text is None:
+        return _safe_dump(described).encode()
+    values = [own[key] for key in OWN] + (more or [])
+    return text.render_checked(values, lambda: _safe_dump(described)).encode()
 
 
 def _write(client: MlflowClient, logged: Placed, files: Mapping[str, bytes]) -> None:
@@ -371,11 +430,30 @@ def _write(client: MlflowClient, logged: Placed, files: Mapping[str, bytes]) -> 
         client.log_model_artifacts(logged.model_id, tmp)
 
 
-def _write_tree(root: Path, files: Mapping[str, bytes]) -> None:
+def _write_tree(
+    root: Path, files: Mapping[str, bytes], written: dict[bytes, Path] | None = None
+) -> None:
+    """``files`` (relative path -> content) under ``root``. With ``written`` (content -> a file
+    that has it), a file whose content is there already is a hard link to that file (a few us,
+    against ~50 us to write one; a copy where linking fails, e.g. across file systems), and each
+    file written is added to it. MLflow never changes a logged file in place, and deleting one
+    run's model leaves the others' links whole."""
     made: set[Path] = set()
     for path, content in files.items():
         target = root / path
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
-        target.write_bytes(content)
+        if written is None:
+            target.write_bytes(content)
+        elif content not in written or not _linked(written[content], target):
+            target.write_bytes(content)
+            written[content] = target
+
+
+def _linked(origin: Path, target: Path) -> bool:
+    try:
+        os.link(origin, target)
+        return True
+    except OSError:  # gone, another file system, or links not supported
+        return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -161,7 +162,7 @@ def _execute_many(
     if compiled.positional:  # sqlite's ?, in the compiled order
         order = [columns.index(name) for name in compiled.positiontup or []]
         if order != list(range(len(columns))):
-            rows = [tuple(row[i] for i in order) for row in rows]
+            rows = list(map(operator.itemgetter(*order), rows))  # 3x a tuple(genexpr)
         connection.exec_driver_sql(str(compiled), rows)
     else:  # psycopg's %(name)s
         connection.exec_driver_sql(
@@ -280,18 +281,22 @@ def _metric_rows(rows: Sequence[Row]) -> tuple[list[tuple], dict[tuple[str, str]
 
     checked: set[str] = set()
     metrics, latest = [], {}
+    isfinite = math.isfinite
     for run_id, key, value, timestamp, step in rows:
         if key not in checked:  # a key's name once; every value's type below
             _validate_metric(key, value, timestamp, step)
             checked.add(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
-        stored, is_nan = sanitized(float(value))
+        if type(value) is float and isfinite(value):  # nearly every value: stored as it is
+            stored, is_nan = value, False
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
+            stored, is_nan = sanitized(float(value))
         row = (run_id, key, stored, int(timestamp), int(step), is_nan)
         metrics.append(row)
-        newest = latest.get((run_id, key))
+        newest = latest.get(row[:2])
         if newest is None or (row[4], row[3], stored) > (newest[4], newest[3], newest[2]):
-            latest[(run_id, key)] = row
+            latest[row[:2]] = row
     return metrics, latest
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,9 @@ class SweepTracking(Callback):
             return
         parent_id, self.parent_id = self.parent_id, None
         self.client.set_terminated(parent_id, status)
+        group = sys.modules.get("pipeline.group")  # loaded where a launcher trained in groups
+        if group is not None:
+            group.release_heap()  # what the launcher kept frozen through the summary
 
 
 def swept_keys(config: DictConfig) -> list[str]:
