@@ -15,7 +15,6 @@ import gc
 import json
 import logging
 import math
-import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from mlflow.utils.uri import append_to_uri_path
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from pipeline.config import validate
+from pipeline.config.copies import deep_copy
 from pipeline.config.params import params
 from pipeline.core import batched
 from pipeline.core.loop import stopped_line
@@ -194,7 +194,7 @@ def launch_groups(
 
 def task_config(config: DictConfig) -> DictConfig:
     """The job's config less its hydra node, as ``run_job`` gives the task."""
-    cfg = pickle.loads(pickle.dumps(config))  # a deep copy, 2x faster than copy.deepcopy
+    cfg = deep_copy(config)
     with read_write(cfg), open_dict(cfg):
         del cfg["hydra"]
     return cfg

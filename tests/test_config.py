@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_job, run_cli, runs_of, sqlite_uri, train_into
 from pipeline.config import CONF_DIR, compose_config, register_configs, validate
+from pipeline.config.copies import copy_of, deep_copy, keep
 from pipeline.config.params import flatten_dict
 from pipeline.errors import ConfigError
 
@@ -278,3 +282,24 @@ def test_a_target_that_cannot_be_built_is_one_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"optim \(torch.optim.NoSuch\) cannot be built"):
         train_into(uri, "optim._target_=torch.optim.NoSuch")
     assert not (tmp_path / "mlflow.db").exists()  # nothing was created
+
+
+@dataclass
+class QueueConf:  # stands for hydra-submitit-launcher's SlurmQueueConf
+    partition: str = "debug"
+
+
+def test_a_config_whose_class_was_loaded_again_is_still_copied(monkeypatch):
+    """On a Slurm node, Hydra's plugin scan executes the submitit launcher's config module a
+    second time: the structured config's class is then not the one its module names, and
+    pickle refuses it. The sweep's copies of configs deep-copy it instead."""
+    config = OmegaConf.create({"launcher": OmegaConf.structured(QueueConf), "lr": 0.1})
+    monkeypatch.setattr(sys.modules[__name__], "QueueConf", type("QueueConf", (), {}))
+    with pytest.raises(pickle.PicklingError):
+        pickle.dumps(config)
+    kept = keep(config)
+    copies = [copy_of(kept), copy_of(kept), deep_copy(config)]
+    copies[0].lr = 0.5
+    assert [c.lr for c in copies] == [0.5, 0.1, 0.1]
+    assert all(c.launcher.partition == "debug" for c in copies)
+    assert OmegaConf.get_type(copies[1].launcher).__name__ == "QueueConf"
