@@ -24,10 +24,10 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus, run_job
 from mlflow.entities import RunStatus, RunTag
 from mlflow.utils.uri import append_to_uri_path
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import validate
-from pipeline.config.copies import deep_copy
+from pipeline.config.copies import task_part
 from pipeline.config.params import params
 from pipeline.core import batched
 from pipeline.core.loop import stopped_line
@@ -122,7 +122,7 @@ def launch(
 ) -> list[JobReturn]:
     """Train the composed ``configs``, in groups where they batch; ``alone(config)`` trains one
     job as the basic launcher does. One ``JobReturn`` per config, in order. ``tasks``: each
-    config's task part (``task_config``), where the caller has it already."""
+    config's task part (``task_part``), where the caller has it already."""
     with long_lived_heap():
         return launch_groups(configs, alone, group_size, tasks)
 
@@ -170,7 +170,7 @@ def launch_groups(
     group_size: int,
     tasks: Sequence[DictConfig] | None = None,
 ) -> list[JobReturn]:
-    tasks = tasks if tasks is not None else [task_config(c) for c in configs]
+    tasks = tasks if tasks is not None else [task_part(c) for c in configs]
     members = [Member(c, t, JobContext.of(c.hydra)) for c, t in zip(configs, tasks, strict=True)]
     valid = [m for m in members if valid_config(m)]
     groups: dict[str, list[Member]] = {}
@@ -190,14 +190,6 @@ def launch_groups(
         if id(member) not in returns:
             returns[id(member)] = job_return(member)
     return [returns[id(m)] for m in members]
-
-
-def task_config(config: DictConfig) -> DictConfig:
-    """The job's config less its hydra node, as ``run_job`` gives the task."""
-    cfg = deep_copy(config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def valid_config(member: Member) -> bool:

@@ -184,8 +184,9 @@ def test_a_job_composed_once_per_set_of_group_choices_equals_hydras_own_composit
     from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
 
-    from hydra_plugins.pipeline_launcher.compose import Composer, task_part
+    from hydra_plugins.pipeline_launcher.compose import Composer
     from pipeline.config import CONF_DIR, register_configs
+    from pipeline.config.copies import task_part
 
     register_configs()
 

@@ -19,10 +19,10 @@ import yaml
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf._utils import get_omega_conf_dumper
 
-from pipeline.config.copies import Kept, copy_of, deep_copy, keep
+from pipeline.config.copies import Kept, copy_of, keep, task_part
 from pipeline.tracking.run.yaml_text import Path, YamlTemplate, values_at
 
 # The values of a job's hydra node that are its own (``__call__``, ``vectorized.job_config``).
@@ -141,11 +141,3 @@ class Composer:
             task_text if task_text is not None else OmegaConf.to_yaml(task),
             hydra_text if hydra_text is not None else OmegaConf.to_yaml(config.hydra),
         )
-
-
-def task_part(config: DictConfig) -> DictConfig:
-    """``config`` less its hydra node, as ``run_job`` gives the task (a copy)."""
-    task = deep_copy(config)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    return task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import pickle
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 Kept = bytes | DictConfig  # a config kept to be copied: pickled, or itself
 
@@ -33,3 +33,11 @@ def deep_copy(config: DictConfig) -> DictConfig:
     """A deep copy of ``config`` (2x faster than ``copy.deepcopy`` where it pickles)."""
     kept = keep(config)
     return pickle.loads(kept) if isinstance(kept, bytes) else kept
+
+
+def task_part(config: DictConfig) -> DictConfig:
+    """A copy of ``config`` less its hydra node: what Hydra's ``run_job`` gives the task."""
+    task = deep_copy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
