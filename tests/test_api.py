@@ -67,6 +67,16 @@ def test_import_pipeline_loads_no_api_and_names_it_lazily():
     assert out.stdout.splitlines() == ["[]", "True pipeline.api True"]
 
 
+def test_the_package_exports_exactly_the_apis_names():
+    """``pipeline.__all__`` repeats ``pipeline.api.__all__`` (importing the API to read it
+    would import Hydra into every command): the two lists name the same functions."""
+    import pipeline
+    import pipeline.api
+
+    assert set(pipeline.__all__) - {"__version__"} == set(pipeline.api.__all__)
+    assert all(getattr(pipeline, name) is not None for name in pipeline.api.__all__)
+
+
 @pytest.mark.slow  # the reference run of the command (a session fixture that other files share)
 def test_train_gives_the_run_that_the_command_trains(reference_run, store, in_tmp, capfd):
     _, cli_dir = reference_run
