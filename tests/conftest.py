@@ -360,13 +360,15 @@ def cpu_of_this_worker() -> float:
         pid = int(stat.parent.name)
         parents[pid] = int(fields[1])
         cpu[pid] = sum(int(ticks) for ticks in fields[11:15])  # utime stime cutime cstime
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
     tree, frontier = {os.getpid()}, [os.getpid()]
     while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(cpu.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+        found = children.get(frontier.pop(), [])
+        tree.update(found)
+        frontier.extend(found)
+    return sum(cpu[pid] for pid in tree if pid in cpu) / os.sysconf("SC_CLK_TCK")
 
 
 CPU_SO_FAR = [0.0]  # this worker's, at the end of the last test phase

@@ -109,6 +109,20 @@ def checkpointed(uri: str, sweep, resumes: int, after_epoch: int = -1) -> int:
         time.sleep(0.3)
 
 
+def requeue_then_preempt(slurm, uri: str, sweep) -> str:
+    """Once the sweep's Slurm job has checkpointed, ``scontrol requeue`` it; once its second
+    attempt has checkpointed further, warn it of preemption (USR2: submitit requeues it). Its
+    job id."""
+    first = checkpointed(uri, sweep, resumes=0)
+    (job_id,) = slurm.command("squeue", "-h", "-o", "%i").stdout.split()
+    done = slurm.command("scontrol", "requeue", job_id)
+    assert done.returncode == 0, done.stderr
+    checkpointed(uri, sweep, resumes=1, after_epoch=first)
+    done = slurm.command("scancel", "--signal=USR2", job_id)
+    assert done.returncode == 0, done.stderr
+    return job_id
+
+
 @pytest.mark.slow
 def test_a_requeued_then_preempted_slurm_job_resumes_its_own_run(slurm, postgres, tmp_path):
     """A job requeued in the middle of training (``scontrol requeue``: an admin, or a
@@ -122,13 +136,7 @@ def test_a_requeued_then_preempted_slurm_job_resumes_its_own_run(slurm, postgres
     sweep = start_cli("-m", "hydra/launcher=slurm", *job, "tracking.flush_every_s=0.5",
                       f"tracking.uri={uri}", cwd=tmp_path, env=slurm.env)  # fmt: skip
     try:
-        first = checkpointed(uri, sweep, resumes=0)
-        (job_id,) = slurm.command("squeue", "-h", "-o", "%i").stdout.split()
-        done = slurm.command("scontrol", "requeue", job_id)
-        assert done.returncode == 0, done.stderr
-        checkpointed(uri, sweep, resumes=1, after_epoch=first)
-        done = slurm.command("scancel", "--signal=USR2", job_id)
-        assert done.returncode == 0, done.stderr
+        job_id = requeue_then_preempt(slurm, uri, sweep)
         expected, _ = train_into(sqlite_uri(tmp_path / "plain"), *job)  # meanwhile, here
         _, stderr = sweep.communicate(timeout=300)
     finally:
@@ -205,13 +213,7 @@ def test_a_requeued_then_preempted_group_task_resumes_every_run_of_its_group(
                       env=slurm.env)  # fmt: skip
     plain = sqlite_uri(tmp_path / "plain")
     try:
-        first = checkpointed(uri, sweep, resumes=0)
-        (job_id,) = slurm.command("squeue", "-h", "-o", "%i").stdout.split()
-        done = slurm.command("scontrol", "requeue", job_id)
-        assert done.returncode == 0, done.stderr
-        checkpointed(uri, sweep, resumes=1, after_epoch=first)
-        done = slurm.command("scancel", "--signal=USR2", job_id)
-        assert done.returncode == 0, done.stderr
+        job_id = requeue_then_preempt(slurm, uri, sweep)
         expected = {f"seed={seed}": train_into(plain, *job, f"seed={seed}")[0].run_id
                     for seed in (3, 4)}  # meanwhile, here  # fmt: skip
         _, stderr = sweep.communicate(timeout=300)
