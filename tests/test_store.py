@@ -104,3 +104,16 @@ def test_a_new_store_copied_from_the_template_is_the_store_mlflow_builds(tmp_pat
     assert contents("copied") == contents("first") == contents("mlflows")
     assert contents("copied")[2] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active")]
     assert not list((tmp_path / "copied").glob(".*.new"))  # nothing half-made left beside it
+
+
+def test_a_secret_set_after_a_first_redaction_is_masked_too(monkeypatch):
+    """The secret values are cached while the environment stays as it is: a new or changed
+    secret-looking variable is masked from the next text on, and a removed one no longer."""
+    from pipeline.tracking.store.redact import MASK, redact
+
+    monkeypatch.setenv("PIPELINE_TEST_TOKEN", "first-secret")
+    assert redact("a first-secret b") == f"a {MASK} b"
+    monkeypatch.setenv("PIPELINE_TEST_TOKEN", "second-secret")
+    assert redact("first-secret second-secret") == f"first-secret {MASK}"
+    monkeypatch.delenv("PIPELINE_TEST_TOKEN")
+    assert redact("second-secret") == "second-secret"

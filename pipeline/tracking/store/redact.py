@@ -24,14 +24,13 @@ def secret_values() -> tuple[str, ...]:
 
     Found again only when the environment changed: a sweep's thousand runs redact ~45 texts
     each, and scanning the environment costs ~70 us a text."""
-    snapshot = getattr(os.environ, "_data", None)  # CPython's own copy; a tuple of it: ~1 us
-    if snapshot is None:
-        return _secret_values(tuple(os.environ.items()))
-    return _secret_values(tuple(snapshot.items()))
+    raw = getattr(os.environ, "_data", os.environ)  # CPython's own copy: a tuple of it ~1 us
+    return _secret_values(tuple(raw.items()))
 
 
 @functools.lru_cache(maxsize=8)
-def _secret_values(environment: tuple) -> tuple[str, ...]:
+def _secret_values(environment_now: tuple) -> tuple[str, ...]:
+    """Scans ``os.environ``; ``environment_now`` (its raw items) only keys the cache."""
     values = {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 4}
     return tuple(sorted(values, key=len, reverse=True))
 
