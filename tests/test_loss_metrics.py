@@ -5,6 +5,7 @@ real runs in a real store."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from pipeline.core import batched
 from pipeline.core.loop import fit
 from pipeline.errors import ConfigError
 from pipeline.stage import build_data, build_run
-from pipeline.tracking.run.system import GroupSystemMetrics
+from pipeline.tracking.run.system import monitor
 
 COUNTS = {"common": 90, "rare": 24, "scarce": 12}  # a user's imbalanced classes
 
@@ -272,21 +273,28 @@ def test_system_metrics_are_logged_under_system(uri):
     assert not any(k.startswith("system/") for k in plain.data.metrics)  # off by default
 
 
-def test_a_batched_groups_monitor_logs_each_sample_to_every_run(uri):
+@pytest.mark.parametrize("runs", [1, 2], ids=["a run alone", "a batched group"])
+def test_the_monitor_samples_every_interval_and_logs_each_sample_to_every_run(uri, runs):
+    """A run alone has MLflow's monitor; a batched group one monitor whose samples go to each
+    of its runs. Either samples every ``every_s`` (a sleep of that long between two) and logs
+    its last sample when it finishes."""
     client = MlflowClient(uri)  # the module's store: a new one costs seconds of migrations
-    experiment = client.create_experiment("a group's monitor")
-    run_ids = [client.create_run(experiment).info.run_id for _ in range(2)]
-    monitor = GroupSystemMetrics(client, run_ids, every_s=0.3, resumed=False)
-    monitor.start()
-    time.sleep(1.0)
-    monitor.finish()
+    experiment = client.create_experiment(f"a monitor of {runs}")
+    run_ids = [client.create_run(experiment).info.run_id for _ in range(runs)]
+    watcher = monitor(client, run_ids, every_s=0.3, resumed=False)
+    time.sleep(1.2)
+    watcher.finish()
     key = "system/system_memory_usage_megabytes"
     histories = [
-        [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for run_id in run_ids
+        [(m.step, m.timestamp) for m in client.get_metric_history(run_id, key)]
+        for run_id in run_ids
     ]
-    assert len(histories[0]) >= 2  # the samples during the run, and the last one at finish
-    assert [step for step, _ in histories[0]] == list(range(len(histories[0])))
-    assert histories[0] == histories[1]
+    steps = [step for step, _ in histories[0]]
+    assert len(steps) >= 3  # in 1.2 s: not the default 10 s; and the last one at finish
+    assert steps == list(range(len(steps)))
+    sampled = [ms for _, ms in histories[0][:-1]]  # the last one is finish's, at any time
+    assert all(b - a >= 150 for a, b in itertools.pairwise(sampled))  # ms: 300 less jitter
+    assert all(history == histories[0] for history in histories)
 
 
 @pytest.mark.slow

@@ -56,10 +56,12 @@ def test_a_batched_sweep_killed_then_stopped_resumes_every_job_from_its_checkpoi
     """``kill -9`` leaves every job of the batch RUNNING with its process gone; the same
     command resumes them all, batched again; Ctrl-C stops that batch at an epoch boundary,
     every job checkpointed and KILLED; the same command finishes them, and each history equals
-    a run trained alone."""
+    a run trained alone. The jobs follow a learning-rate schedule, so that each resumes the
+    scheduler's state from its checkpoint too."""
     uri = sqlite_uri(tmp_path / "mlruns")
     names = ["seed=1", "seed=2", "seed=3"]
-    process = start_cli(*SWEEP, cwd=tmp_path)
+    sweep = (*SWEEP, "scheduler=exponential")
+    process = start_cli(*sweep, cwd=tmp_path)
     try:
         wait_until(lambda: every_job_checkpointed(uri), process, "the batch never checkpointed")
         process.kill()
@@ -72,7 +74,7 @@ def test_a_batched_sweep_killed_then_stopped_resumes_every_job_from_its_checkpoi
     assert all(r.data.tags["batch.jobs"] == "3" for r in first.values())
     killed_at = checkpoint_epochs(uri)
 
-    process = start_cli(*SWEEP, cwd=tmp_path)
+    process = start_cli(*sweep, cwd=tmp_path)
     try:
         wait_until(lambda: all(checkpoint_epochs(uri)[n] > killed_at[n] for n in names),
                    process, "the resumed batch never checkpointed")  # fmt: skip
@@ -86,7 +88,7 @@ def test_a_batched_sweep_killed_then_stopped_resumes_every_job_from_its_checkpoi
     assert "Training jobs 0-2 as one batch of 3" in stdout
     assert {r.info.run_name: r.info.status for r in job_runs(uri)} == dict.fromkeys(names, "KILLED")
 
-    again = run_cli(*SWEEP, cwd=tmp_path)
+    again = run_cli(*sweep, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     _, runs = sweep_runs(uri)
     assert {r.info.run_name: r.info.run_id for r in runs} == {
@@ -94,12 +96,12 @@ def test_a_batched_sweep_killed_then_stopped_resumes_every_job_from_its_checkpoi
     }
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["resume.count"] == "2" for r in runs)
-    _, alone = train_into(sqlite_uri(tmp_path / "alone"), *JOB, "seed=2")
+    _, alone = train_into(sqlite_uri(tmp_path / "alone"), *JOB, "scheduler=exponential", "seed=2")
     resumed = next(r for r in runs if r.info.run_name == "seed=2")
-    for key in ("cost", "val_cost"):
-        assert cost_history(uri, resumed.info.run_id, key) == cost_history(
-            sqlite_uri(tmp_path / "alone"), alone.info.run_id, key
-        )
+    for key in ("cost", "val_cost", "lr"):
+        expected = cost_history(sqlite_uri(tmp_path / "alone"), alone.info.run_id, key)
+        assert len(expected) >= 2000, key
+        assert cost_history(uri, resumed.info.run_id, key) == expected, key
 
 
 @pytest.mark.slow
