@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def timed(command: list[str], cwd: str) -> float:
@@ -39,11 +40,18 @@ def interleaved(commands: list[list[str]], rounds: int, warm_up: bool = True) ->
     """Seconds of each command per round, in turn, in one fresh temp dir.
 
     A warm-up of each first, the last one first (a tracked command creates the store; the file
-    cache warms up); none without ``warm_up`` (smoke runs: the first timed run creates it).
+    cache warms up); without ``warm_up`` (smoke runs) the store is a copy of the pipeline's
+    empty one, as a tracked command would make it (a plain MLflow client runs its migrations
+    instead, seconds in the first command timed).
     """
     with tempfile.TemporaryDirectory() as cwd:
         for command in reversed(commands) if warm_up else []:
             timed(command, cwd)
+        if not warm_up:
+            from pipeline.tracking.store.template import build_empty_store
+
+            Path(cwd, "mlruns").mkdir()
+            build_empty_store(Path(cwd, "mlruns", "mlflow.db"))
         seconds: list[list[float]] = [[] for _ in commands]
         for _ in range(rounds):
             for command, times in zip(commands, seconds, strict=True):
