@@ -7,18 +7,32 @@ test split is left as it is. Each fold is a run nested under the configuration's
 the other folds' rows and validated on its own (standardized with its own training rows'
 statistics), tagged with its fold and the assignment, its rows logged as ``cv_fold.json``.
 
-The configuration's run then trains its model on the whole training part: the model it logs, and
-the one ``pipeline.register`` takes. It logs the folds' mean and standard deviation of each final
-metric (``cv_mean_val_cost``, ``cv_std_val_accuracy``, ...); its ``objective`` is the folds' mean
-validation cost, so a sweep over configurations optimizes the CV score. A resumed run skips the
-folds that FINISHED and continues an interrupted one from its checkpoint.
+The configuration's run then trains its model on the whole training part (the "refit"): the
+model it logs, and the one ``pipeline.register`` takes. The refit has no validation split, so:
+
+- with early stopping, it trains without it, for the epochs the folds chose: the folds' mean
+  (rounded half up) of the epoch whose model each kept (``best_epoch``; ``stopped_epoch``
+  without ``restore_best``), tagged ``cv.refit_epochs``. This is scikit-learn's and Keras'
+  usual practice (pick the epoch count by CV, then refit on everything); the alternative, a
+  held-out part of the refit's rows to stop on, would train on fewer rows than the CV scored.
+- ``scheduler=plateau`` is refused by the config rules (``pipeline.config.rules``): nothing the
+  refit could step it on estimates what the folds stepped theirs on.
+
+It logs the folds' mean and standard deviation of each final metric (``cv_mean_val_cost``,
+``cv_std_val_accuracy``, ...). What needs a validation split is the folds' mean: its
+``objective`` (the mean validation cost) and ``val_macro_f1``, so that a sweep over
+configurations (``sweep.metric``) optimizes and ranks by the CV score; its ``test_*`` and
+``final_*`` metrics are the refit model's own. A resumed run skips the folds that FINISHED and
+continues an interrupted one from its checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import math
 
 import numpy as np
 from mlflow.entities import Param, Run, RunStatus, RunTag
@@ -26,6 +40,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from pipeline.config.params import params
+from pipeline.config.schema import SweepMetric
 from pipeline.core import checkpoint
 from pipeline.core.data import (
     Dataset,
@@ -73,6 +88,10 @@ from pipeline.tracking.store.redact import redact, redact_value
 log = logging.getLogger(__name__)
 FOLD_FILE = "cv_fold.json"  # a fold run's rows: indices into the training part
 SUMMARIZED = ("final_", "val_", "test_")  # the fold metrics averaged (and ``objective``)
+STOPPING = ("best_epoch", "stopped_epoch")  # averaged too, with early stopping
+REFIT_EPOCHS = "cv.refit_epochs"  # tag: the epochs the refit trained (early stopping: chosen)
+# Sweep metrics that need a validation split: a configuration run logs the folds' mean as each.
+FOLD_MEANS = tuple(m.value for m in SweepMetric if m.value.startswith("val_"))
 SHOWN = ("cv_mean_val_cost", "cv_std_val_cost", "cv_mean_val_accuracy", "cv_std_val_accuracy")
 # Why the folds do not train as one batched group (``pipeline.core.batched`` shares one dataset
 # between the jobs of a group; a fold has rows of its own).
@@ -93,7 +112,7 @@ def summary(folds: list[Run]) -> dict[str, float]:
     """``cv_mean_<metric>`` and ``cv_std_<metric>`` (population std, as scikit-learn's
     ``cv_results_``) of each final metric every fold run has."""
     keys = set.intersection(*(set(run.data.metrics) for run in folds))
-    kept = sorted(k for k in keys if k == "objective" or k.startswith(SUMMARIZED))
+    kept = sorted(k for k in keys if k in ("objective", *STOPPING) or k.startswith(SUMMARIZED))
     values = {key: np.array([run.data.metrics[key] for run in folds]) for key in kept}
     return {
         **{f"cv_mean_{key}": float(v.mean()) for key, v in values.items()},
@@ -111,13 +130,47 @@ def fold_runs(store: Store, parent_id: str) -> dict[int, Run]:
     return {int(run.data.tags[CV_FOLD]): run for run in nested}
 
 
+def refit_config(cfg: DictConfig, epochs: int | None = None) -> DictConfig:
+    """``cfg`` for the model refit on the whole training part: no early stopping (there is no
+    validation split to watch), for ``epochs`` (default: ``cfg.epochs``)."""
+    refit = copy.deepcopy(cfg)
+    refit.early_stopping.patience = None
+    if epochs is not None:
+        refit.epochs = epochs
+    return refit
+
+
+def refit_epochs(cfg: DictConfig, folds: list[Run]) -> int:
+    """The last epoch the refit trains: ``epochs``; with early stopping, the folds' mean
+    (rounded half up) of the epoch whose model each fold kept."""
+    if cfg.early_stopping.patience is None:
+        return cfg.epochs
+    key = "best_epoch" if cfg.early_stopping.restore_best else "stopped_epoch"
+    mean = float(np.mean([run.data.metrics[key] for run in folds]))
+    return max(0, math.floor(mean + 0.5))
+
+
+def configuration_metrics(refit: dict[str, float], folds: list[Run]) -> dict[str, float]:
+    """The configuration run's final metrics: the refit model's, the folds' ``cv_mean_*`` and
+    ``cv_std_*``, and as ``objective`` and ``val_macro_f1`` the folds' means (what needs a
+    validation split, which the refit has not)."""
+    scores = summary(folds)
+    means = {key: scores[f"cv_mean_{key}"] for key in FOLD_MEANS if f"cv_mean_{key}" in scores}
+    return refit | scores | means | {"objective": scores["cv_mean_objective"]}
+
+
+def ranked_value(cfg: DictConfig, final: dict[str, float]) -> float:
+    """The value a sweeper optimizes, and the sweep ranks by: ``sweep.metric`` of ``final``."""
+    return final[cfg.sweep.metric.value]
+
+
 def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
     """Cross-validate ``cfg`` (its folds, then its model on the whole training part) as one run."""
     data, _ = build_data(cfg)
     part = training_part(data)
     assignment = assignment_of(cfg, part)
     scaler = Standardize(*standardization(part.train)) if part.standardize else None
-    built = build_run(cfg, part, scaler)  # the configuration's model: the whole training part
+    built = build_run(refit_config(cfg), part, scaler)  # the model on the whole training part
     store = Store.open(cfg)
     decision = decide(cfg, job, store, built)
     if decision.done is not None:
@@ -130,19 +183,25 @@ def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
         folds = train_folds(cfg, job, store, part, assignment, run)
         if decision.start_epoch == 0:  # the same model whether or not folds trained before it
             seed_everything(cfg.seed, cfg.threads)
+        refit = refit_config(cfg, refit_epochs(cfg, folds))
         log.info("Training the model on the whole training part (%d samples)", len(part.train))
+        if cfg.early_stopping.patience is not None:
+            store.client.set_tag(run.info.run_id, REFIT_EPOCHS, str(refit.epochs))
+            log.info(
+                "Early stopping: the refit trains epochs 0..%d without it, the folds' mean "
+                "best epoch (it has no validation split)", refit.epochs,
+            )  # fmt: skip
         checkpoints = Checkpoints(store.client, run)
 
         def save_checkpoint(epoch: int) -> None:
             metrics.flush()
             save_state(checkpoints, built, epoch)
 
-        fit_built(cfg, job, built, decision.start_epoch, metrics, save_checkpoint)
-        if final_state_missing(cfg, built, checkpoints):
-            save_checkpoint(cfg.epochs)
-        final = final_metrics(built, store.client, metrics.run_id, cfg.epochs)
-        scores = summary(folds)
-        final |= scores | {"objective": scores["cv_mean_objective"]}
+        fit_built(refit, job, built, decision.start_epoch, metrics, save_checkpoint)
+        if final_state_missing(refit, built, checkpoints):
+            save_checkpoint(refit.epochs)
+        own = final_metrics(built, store.client, metrics.run_id, refit.epochs)
+        final = configuration_metrics(own, folds)
         metrics.log_summary(final)
         log_model(deployable(built), built.example, part.class_names, part.feature_names)
         if not cfg.checkpoint.keep:
@@ -150,7 +209,7 @@ def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
     shown = {k: v for k, v in final.items() if not k.startswith("cv_") or k in SHOWN}
     for line in finished_lines(store, start.run_name, metrics.run_id, shown):
         log.info(line)
-    return Outcome(metrics.run_id, final, final[cfg.sweep.metric.name])
+    return Outcome(metrics.run_id, final, ranked_value(cfg, final))
 
 
 def train_folds(

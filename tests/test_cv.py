@@ -134,6 +134,12 @@ def test_register_takes_the_refit_model_and_compare_shows_the_cv_scores(cv_run, 
     [
         (("cv.folds=1",), "Config error: cv.folds must be >= 2"),
         (("cv.folds=3",), "its smallest class has 2 samples. Fix: cv.folds=2 or fewer, or "),
+        (
+            ("cv.folds=2", "data.val_fraction=0.25", "scheduler=plateau"),
+            "Config error: scheduler=plateau does not combine with cv.folds=2: the model refit "
+            "on the whole training part has no validation cost to step it on. Fix: another "
+            "scheduler (e.g. scheduler=cosine), or cv.folds=null",
+        ),
     ],
 )
 def test_bad_folds_fail_before_any_run(store, overrides, message):
@@ -237,3 +243,80 @@ def test_a_cv_run_with_class_weights_records_them_as_a_run_alone_does(tmp_path):
         run.info.run_id, "class_weights.json", str(tmp_path)
     )
     assert list(json.loads(Path(path).read_text()).values()) == weights
+
+
+STOPPED = (*CV, "optim=adam", "optim.lr=0.5", "epochs=60", "early_stopping.patience=3",
+           "sweep.metric=val_macro_f1", "sweep.direction=maximize")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stopped_cv_run(tmp_path_factory):
+    """A cross-validated run with early stopping, ranked by val_macro_f1: (uri, outcome, run,
+    its fold runs by fold)."""
+    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
+    outcome, run = train_into(uri, *STOPPED)
+    return uri, outcome, run, folds_of(uri, run.info.run_id)
+
+
+def test_with_early_stopping_the_refit_trains_for_the_folds_mean_best_epoch(stopped_cv_run):
+    """Each fold stops on its own validation rows; the refit (no validation split) trains,
+    without early stopping, to the folds' mean best epoch (rounded half up), tagged."""
+    uri, _, run, folds = stopped_cv_run
+    assert run.info.status == "FINISHED"
+    assert all(f.info.status == "FINISHED" for f in folds.values())
+    best = [f.data.metrics["best_epoch"] for f in folds.values()]
+    assert all(f.data.metrics["stopped_epoch"] < 60 for f in folds.values())  # they stopped
+    refit = int(np.floor(np.mean(best) + 0.5))
+    assert run.data.tags["cv.refit_epochs"] == str(refit)
+    assert run.data.metrics["cv_mean_best_epoch"] == pytest.approx(np.mean(best), rel=1e-12)
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "cost")
+    assert sorted(m.step for m in history) == list(range(refit + 1))
+    assert "best_epoch" not in run.data.metrics  # the refit does not stop early
+    assert run.data.params["early_stopping.patience"] == "3"  # the configuration as given
+    assert run.data.params["epochs"] == "60"
+
+
+def test_a_cv_run_ranks_by_the_folds_mean_of_a_validation_metric(stopped_cv_run):
+    """sweep.metric=val_macro_f1: the refit has no validation split, so the configuration run
+    logs the folds' mean as val_macro_f1, and returns it to the sweeper."""
+    _, outcome, run, folds = stopped_cv_run
+    mean = np.mean([f.data.metrics["val_macro_f1"] for f in folds.values()])
+    assert run.data.metrics["val_macro_f1"] == pytest.approx(mean, rel=1e-12)
+    assert run.data.metrics["cv_mean_val_macro_f1"] == run.data.metrics["val_macro_f1"]
+    assert outcome.value == run.data.metrics["val_macro_f1"]
+    assert "val_cost" not in run.data.metrics  # only what a sweep ranks by: see cv_mean_*
+
+
+def test_early_stopping_and_val_macro_f1_need_no_validation_split_with_cv():
+    """Each fold holds out its own rows: data.val_fraction=0 is fine with cv.folds."""
+    cfg, _ = compose_job("data=iris", "data.val_fraction=0", "cv.folds=3",
+                         "early_stopping.patience=3", "sweep.metric=val_macro_f1",
+                         "sweep.direction=maximize")  # fmt: skip
+    validate(cfg)
+    cfg, _ = compose_job("data=iris", "data.val_fraction=0", "early_stopping.patience=3")
+    with pytest.raises(ConfigError, match="no validation split"):
+        validate(cfg)
+
+
+@pytest.mark.slow
+def test_a_cv_sweep_ranks_its_configurations_by_sweep_metric(tmp_path):
+    """-m with sweep.metric=val_macro_f1: every configuration FINISHED with the folds' mean,
+    the best is the highest, and no job's reason is an error."""
+    uri = sqlite_uri(tmp_path / "store")
+    swept = run_cli("-m", "data=iris", "cv.folds=2", "epochs=5", "optim.lr=0.01,0.5",
+                    "sweep.metric=val_macro_f1", "sweep.direction=maximize",
+                    f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    output = swept.stdout + swept.stderr
+    assert swept.returncode == 0, output
+    assert "Error" not in output
+    runs = runs_of(uri)
+    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
+    configs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert [c.info.status for c in configs] == ["FINISHED", "FINISHED"]
+    for config in configs:
+        folds = folds_of(uri, config.info.run_id)
+        mean = np.mean([f.data.metrics["val_macro_f1"] for f in folds.values()])
+        assert config.data.metrics["val_macro_f1"] == pytest.approx(mean, rel=1e-12)
+    best = max(configs, key=lambda r: r.data.metrics["val_macro_f1"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert f"Best run by val_macro_f1 (maximize): {best.info.run_name}" in output
