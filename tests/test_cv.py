@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import compose_job, run_cli, runs_of, sqlite_uri, train_into
+from conftest import compose_job, cost_history, run_cli, runs_of, sqlite_uri, train_into
 from pipeline.config import validate
 from pipeline.core.data import fold_assignment, training_part
 from pipeline.cv import FOLD_FILE, assignment_digest, assignment_of
@@ -160,15 +160,21 @@ def test_unstratified_folds_need_only_as_many_rows():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("kill_at", "started"),
-    [("fold:2", [1, 2]), ("checkpoint:30", [1, 2])],  # fold 2's 9th checkpoint: epoch 8
-    ids=["after-fold-2", "in-fold-2"],
+    ("kill_at", "skipped", "resumed"),
+    [
+        ("fold:2", [1, 2], {3: 21}),  # the batch trained, folds 1 and 2 recorded FINISHED
+        ("checkpoint:29", [], {1: 10, 2: 9, 3: 9}),  # while saving fold 2's epoch 9
+    ],
+    ids=["after-fold-2", "in-the-batch"],
 )
-def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, kill_at, started):
-    """``kill -9`` once two folds FINISHED, or in the middle of the second (a checkpoint every
-    epoch): ``pipeline.resume`` skips the FINISHED folds, continues the interrupted one from its
-    checkpoint, trains the rest and the refit: the numbers of a run never stopped."""
-    _, _, whole, whole_folds = cv_run
+def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, kill_at, skipped,
+                                                             resumed):  # fmt: skip
+    """``kill -9`` once two folds of the batch FINISHED, or in the middle of the batch (a
+    checkpoint of each fold every epoch: the 29th is fold 2's of epoch 9, so fold 1 has epoch 9's
+    and folds 2 and 3 epoch 8's): ``pipeline.resume`` skips the FINISHED folds, continues each
+    interrupted one from its own checkpoint (those from one epoch as a batch again, fold 1 alone)
+    and trains the refit: the numbers of a run never stopped."""
+    whole_uri, _, whole, whole_folds = cv_run
     uri = sqlite_uri(tmp_path / "store")
     every = "checkpoint.every_s=1e-9"  # a run setting: the same run key, the same numbers
     env = {"PIPELINE_KILL_AT": kill_at}
@@ -176,28 +182,38 @@ def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, k
     assert killed.returncode == -9
     (run,) = [r for r in runs_of(uri) if "cv.fold" not in r.data.tags]
     before = folds_of(uri, run.info.run_id)
-    assert sorted(before) == started
+    assert sorted(before) == [1, 2, 3]  # one batch: every fold's run opened at once
+    assert [f for f in (1, 2, 3) if before[f].info.status == "FINISHED"] == skipped
     listed = run_cli("--list", "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume")
     assert run.info.run_id in listed.stdout  # the configuration's run, not its folds
     assert not any(f.info.run_id in listed.stdout for f in before.values())
     assert run.info.status == "RUNNING"
-    resumed = run_cli(
+    resumed_cli = run_cli(
         run.info.run_id, "--tracking-uri", uri, cwd=tmp_path, module="pipeline.resume"
     )
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Fold 1/3 FINISHED before" in resumed.stderr + resumed.stdout
+    output = resumed_cli.stderr + resumed_cli.stdout
+    assert resumed_cli.returncode == 0, resumed_cli.stderr
+    for fold in skipped:
+        assert f"Fold {fold}/3 FINISHED before" in output
     after = folds_of(uri, run.info.run_id)
     assert sorted(after) == [1, 2, 3]
-    assert all(after[f].info.run_id == before[f].info.run_id for f in (1, 2))
-    if kill_at.startswith("checkpoint"):  # fold 2 went on from its last checkpoint
-        assert after[2].data.tags["resume.epochs"] == "8"
-        assert "Fold 2/3 resumed from epoch 8" in resumed.stderr + resumed.stdout
+    assert all(after[f].info.run_id == before[f].info.run_id for f in (1, 2, 3))
+    for fold, epoch in resumed.items():  # each went on from its own last checkpoint
+        assert after[fold].data.tags["resume.epochs"] == str(epoch)
+        assert f"Fold {fold}/3 resumed from epoch {epoch}" in output
+    if len(set(resumed.values())) > 1:
+        assert "Folds 2, 3 of 3 train as one batch" in output
+        assert "Fold 1 of 3 trains alone: it resumes from epoch 10, fold 2 from epoch 9" in output
     run = MlflowClient(uri).get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
     for key in ("objective", "cv_mean_val_cost", "cv_std_val_accuracy", "test_cost"):
         assert run.data.metrics[key] == whole.data.metrics[key]
     for fold in (1, 2, 3):
         assert after[fold].data.metrics == whole_folds[fold].data.metrics
+        for key in ("cost", "val_cost", "val_accuracy"):
+            assert cost_history(uri, after[fold].info.run_id, key) == cost_history(
+                whole_uri, whole_folds[fold].info.run_id, key
+            )
 
 
 @pytest.mark.slow
