@@ -78,6 +78,40 @@ def test_the_assignment_is_recorded_and_follows_from_the_seed(cv_run):
         assert counts.sum() == 40
 
 
+def test_the_folds_train_as_one_batch_and_log_what_each_alone_logs(cv_run):
+    """The three folds (80 rows each) trained as one batched group: each fold run's histories
+    are, bit for bit, those of the fold trained alone by ``pipeline.core.loop.fit``."""
+    from pipeline.core.loop import fit
+    from pipeline.cv import build_fold
+
+    uri, _, _, folds = cv_run
+    cfg, _ = compose_job(*CV)
+    part = training_part(build_data(cfg)[0])
+    assignment = assignment_of(cfg, part)
+    for fold, run in folds.items():
+        built, records = build_fold(cfg, part, assignment, fold), {}
+        fit(
+            built.model,
+            built.optimizer,
+            built.prepared(),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            log_every=cfg.log_every,
+            generator=built.batches,
+            progress=Quiet(),
+            record=lambda e, values, ms, r=records: r.__setitem__(e, values),
+        )
+        for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+            expected = [records[epoch][key] for epoch in sorted(records)]
+            assert cost_history(uri, run.info.run_id, key) == expected
+
+
+class Quiet:
+    def update(self, epoch: int, cost: object) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 def test_the_cv_mean_is_the_mean_of_the_fold_runs_metrics(cv_run):
     _, outcome, run, folds = cv_run
     metrics = run.data.metrics
