@@ -370,3 +370,54 @@ def test_a_cv_sweep_ranks_its_configurations_by_sweep_metric(tmp_path):
     best = max(configs, key=lambda r: r.data.metrics["val_macro_f1"])
     assert parent.data.tags["best_run_id"] == best.info.run_id
     assert f"Best run by val_macro_f1 (maximize): {best.info.run_name}" in output
+
+
+SMALL = ("data=iris", "cv.folds=2", "epochs=5")
+
+
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    """In one store: a cross-validated run, the same with another lr, and a run without CV."""
+    uri = sqlite_uri(tmp_path_factory.mktemp("store"))
+    _, cv = train_into(uri, *SMALL)
+    _, other = train_into(uri, *SMALL, "optim.lr=0.5")
+    _, plain = train_into(uri, "data=iris", "epochs=5")
+    return uri, cv, other, plain
+
+
+def test_diff_marks_a_cv_run_and_compares_its_folds(small_runs):
+    from pipeline import diff
+
+    uri, cv, other, plain = small_runs
+    client = MlflowClient(uri)
+    lines = diff.report(client, cv, plain)
+    assert lines[0].endswith("(FINISHED); cross-validated: 2 folds")
+    assert not lines[1].endswith("folds")
+    assert (
+        "  note: A's objective and val_macro_f1 are the means of its 2 folds' validation "
+        "metrics, B's are one validation split's; A's cost history and test_*/final_* metrics "
+        "are its model refit on the whole training part"
+    ) in lines
+    assert not any("fold 1/2" in line for line in lines)
+    lines = diff.report(client, cv, other)
+    assert not any("note:" in line for line in lines)
+    for fold in (1, 2):  # the cost before the first step is the same; then the lr tells
+        prefix = f"  fold {fold}/2: 1/6 cost values identical; first difference at step 1 ("
+        assert any(line.startswith(prefix) for line in lines)
+    lines = diff.report(client, cv, cv)
+    assert "  fold 2/2: 6/6 cost values identical" in lines
+
+
+@pytest.mark.slow
+def test_rerun_of_a_cv_run_checks_its_refit_and_every_fold(small_runs, capfd):
+    from pipeline import rerun
+
+    uri, cv, _, _ = small_runs
+    assert rerun.main([cv.info.run_id, "--tracking-uri", uri]) == 0
+    out = capfd.readouterr().out
+    assert (
+        f"of {cv.info.run_id} (its model refit on the whole training part): reproduced: 6/6 "
+        "cost values identical"
+    ) in out
+    for fold in (1, 2):
+        assert f"  fold {fold}/2: reproduced: 6/6 cost values identical" in out
