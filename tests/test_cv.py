@@ -253,14 +253,18 @@ def test_a_killed_cv_run_resumes_skipping_its_finished_folds(tmp_path, cv_run, k
 @pytest.mark.slow
 def test_a_sweep_nests_folds_under_each_configuration(tmp_path):
     """sweep parent -> configuration runs -> fold runs; each configuration's value is its CV
-    score; the vectorized launcher trains each CV job alone, and says why."""
+    score; the vectorized launcher trains each CV job alone, and says why; each job trains its
+    folds as one batch."""
     uri = sqlite_uri(tmp_path / "store")
     swept = run_cli("-m", "data=iris", "cv.folds=2", "epochs=5", "optim.lr=0.1,0.5",
                     f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
     assert swept.returncode == 0, swept.stderr
-    assert "cross-validation (cv.folds): each job trains its folds in its own run" in (
-        swept.stdout + swept.stderr
+    output = swept.stdout + swept.stderr
+    assert (
+        "Jobs 0, 1 train one at a time: cross-validation (cv.folds): each job batches its "
+        "own folds" in output
     )
+    assert output.count("Folds 1, 2 of 2 train as one batch") == 2
     runs = runs_of(uri)
     (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
     configs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
