@@ -4,6 +4,11 @@ Prints the params that differ (A -> B), every metric both runs have with both va
 difference B - A, the provenance facts that differ (code, environment, data digest), and how the
 ``cost`` histories compare: the first epoch where they differ and the largest difference. The
 exit status is 0 whether or not they differ; 2 for a bad run id or store.
+
+A cross-validated run (``cv.folds``) is marked as such: its ``objective`` and ``val_macro_f1``
+are its folds' means, its ``cost`` history and ``test_*``/``final_*`` metrics its model refit on
+the whole training part; a note says so when only one side is cross-validated, and two
+cross-validated runs also have their folds' ``cost`` histories compared, fold by fold.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from pipeline.runtime.text_table import format_table
 if TYPE_CHECKING:  # MLflow loads after the arguments are parsed: --help stays fast
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking.query.differences import CostComparison
 
 EXAMPLE = "python -m pipeline.diff 2b18c0ffee8156 d8f26bebfa4644"
 
@@ -43,15 +50,84 @@ def report(client: MlflowClient, first: Run, second: Run) -> list[str]:
     lines.append(f"params: {len(params)} differ" if params else "params: all equal")
     lines += [f"  {key}: {a} -> {b}" for key, (a, b) in params.items()]
     lines += metric_lines(first.data.metrics, second.data.metrics)
+    lines += [f"  {line}" for line in cv_note(first, second)]
     differing_facts = changed(facts(first), facts(second))
     lines.append(f"facts: {len(differing_facts)} differ" if differing_facts else "facts: all equal")
     lines += [f"  {key}: {a} -> {b}" for key, (a, b) in differing_facts.items()]
     lines.append(f"cost history: {compare_costs(client, first, second).detail()}")
+    lines += [f"  {line}" for line in fold_lines(client, first, second)]
     return lines
 
 
 def describe(run: Run) -> str:
-    return f"{run.info.run_id} {run.info.run_name!r} ({run.info.status})"
+    folds = cv_folds(run)
+    cv = f"; cross-validated: {folds} folds" if folds else ""
+    return f"{run.info.run_id} {run.info.run_name!r} ({run.info.status}){cv}"
+
+
+def cv_folds(run: Run) -> int | None:
+    """The folds of a cross-validated configuration run (``cv.folds``); None: not one."""
+    from pipeline.tags import CV_FOLD
+
+    folds = run.data.params.get("cv.folds", "")
+    return int(folds) if folds.isdigit() and CV_FOLD not in run.data.tags else None
+
+
+def cv_note(first: Run, second: Run) -> list[str]:
+    """A warning when one run is cross-validated and the other not: the same metric names
+    then measure different things."""
+    a, b = cv_folds(first), cv_folds(second)
+    if (a is None) == (b is None):
+        return []
+    side, other, folds = ("A", "B", a) if a else ("B", "A", b)
+    return [
+        f"note: {side}'s objective and val_macro_f1 are the means of its {folds} folds' "
+        f"validation metrics, {other}'s are one validation split's; {side}'s cost history and "
+        f"test_*/final_* metrics are its model refit on the whole training part"
+    ]
+
+
+def fold_comparisons(
+    client: MlflowClient, first: Run, second: Run
+) -> list[tuple[str, CostComparison | None]]:
+    """Fold by fold, how the ``cost`` histories of two cross-validated runs' folds compare:
+    (what is compared, the comparison or None where there is nothing to compare); [] unless
+    both runs are cross-validated."""
+    from pipeline.tracking.query.differences import compare_costs
+
+    a, b = cv_folds(first), cv_folds(second)
+    if a is None or b is None:
+        return []
+    if a != b:
+        return [(f"folds: {a} -> {b}, not compared", None)]
+    was, now = fold_runs(client, first), fold_runs(client, second)
+    found = []
+    for fold in range(1, a + 1):
+        if fold not in was or fold not in now:
+            found.append((f"fold {fold}/{a}: missing in {'A' if fold not in was else 'B'}", None))
+        else:
+            found.append((f"fold {fold}/{a}", compare_costs(client, was[fold], now[fold])))
+    return found
+
+
+def fold_lines(client: MlflowClient, first: Run, second: Run) -> list[str]:
+    """``fold_comparisons`` as ``diff`` prints them."""
+    return [
+        label if comparison is None else f"{label}: {comparison.detail()}"
+        for label, comparison in fold_comparisons(client, first, second)
+    ]
+
+
+def fold_runs(client: MlflowClient, run: Run) -> dict[int, Run]:
+    """The fold runs nested under a cross-validated run, by fold."""
+    from pipeline.tags import CV_FOLD, PARENT_RUN_ID
+
+    nested = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`{PARENT_RUN_ID}` = '{run.info.run_id}' AND tags.`{CV_FOLD}` IS NOT NULL",
+        max_results=1000,
+    )
+    return {int(r.data.tags[CV_FOLD]): r for r in nested}
 
 
 def metric_lines(first: dict[str, float], second: dict[str, float]) -> list[str]:

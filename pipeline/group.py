@@ -229,12 +229,15 @@ def train_chunk(chunk: list[Member], alone: Callable[[DictConfig], JobReturn],
     first = build_run(chunk[0].cfg, data, scaler)
     reason = batched.why_not_batchable(first.model, first.optimizer, first.loss)
     if chunk[0].cfg.cv.folds is not None:  # pipeline.cv trains a configuration's folds
-        reason = "cross-validation (cv.folds): each job trains its folds in its own run"
+        reason = "cross-validation (cv.folds): each job batches its own folds"
     if reason is None and len(chunk) == 1:
         reason = "a group of one"
     if reason is not None:
         nums = ", ".join(str(m.job.job_num) for m in chunk)
-        log.info("Jobs %s train one at a time: %s", nums, reason)
+        if len(chunk) == 1:
+            log.info("Job %s trains alone: %s", nums, reason)
+        else:
+            log.info("Jobs %s train one at a time: %s", nums, reason)
         for member in chunk:
             ret = alone(member.config)
             value = ret.return_value  # the job's objective; NaN (or an error) if it failed

@@ -2,9 +2,10 @@
 
 The recorded, fully resolved config (the run's ``config.yaml``) becomes explicit overrides of a
 new ``python -m pipeline.train`` run in the same experiment, tagged ``rerun_of=RUN_ID``. Then
-the two ``cost`` histories and the recorded environment facts are compared. Exit status: 0 when
-reproduced (or when overrides were given: a difference is then expected), 1 when not, 2 on bad
-input.
+the two ``cost`` histories and the recorded environment facts are compared; for a
+cross-validated run, its model's (refit on the whole training part) and each fold's. Exit
+status: 0 when reproduced (or when overrides were given: a difference is then expected), 1 when
+not, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
+from pipeline.diff import cv_folds, fold_comparisons
 from pipeline.errors import PipelineError
 from pipeline.tags import RERUN_OF
 from pipeline.tracking.query import lookup
@@ -40,13 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     launch(recorded_overrides(original, config), overrides, uri, experiment, original)
     rerun = find_rerun(client, original)
     report = compare_costs(client, original, rerun)
-    print(f"rerun {rerun.info.run_id} of {args.run_id}: {report}")
+    folds = fold_comparisons(client, original, rerun)
+    refit = " (its model refit on the whole training part)" if cv_folds(original) else ""
+    print(f"rerun {rerun.info.run_id} of {args.run_id}{refit}: {report}")
+    for label, comparison in folds:
+        print(f"  {label}" if comparison is None else f"  {label}: {comparison}")
+    reproduced = report.reproduced and all(c is not None and c.reproduced for _, c in folds)
     for line in fact_differences(original, rerun):
         print(f"  differs: {line}")
     if overrides:
         print(f"  (overrides {' '.join(overrides)} changed the config: a difference is expected)")
         return 0
-    return 0 if report.reproduced else 1
+    return 0 if reproduced else 1
 
 
 def launch(

@@ -342,3 +342,66 @@ def test_a_batched_job_is_the_run_the_basic_launcher_makes(tmp_path):
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == [
             d.dataset.name for d in other.inputs.dataset_inputs
         ]
+
+
+FOLDS = {  # iris, 3 folds: 80 training rows each (wine's 3 folds differ: 94, 95, 95)
+    "full batch sgd": ("data=iris", "cv.folds=3", "epochs=30"),
+    "mlp adam mini-batches early stopping": (
+        "data=iris", "cv.folds=3", "epochs=40", "model=mlp", "optim=adam", "optim.lr=0.05",
+        "batch_size=16", "early_stopping.patience=3", "scheduler=step", "scheduler.step_size=5",
+    ),
+}  # fmt: skip
+
+
+def fold_builts(overrides: tuple[str, ...]):
+    """The config and each fold's build (its rows, standardized with their own statistics)."""
+    from pipeline.core.data import training_part
+    from pipeline.cv import assignment_of, build_fold
+
+    cfg, _ = compose_job(*overrides)
+    part = training_part(build_data(cfg)[0])
+    assignment = assignment_of(cfg, part)
+    return cfg, [build_fold(cfg, part, assignment, fold) for fold in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("overrides", FOLDS.values(), ids=FOLDS.keys())
+def test_jobs_with_their_own_rows_train_as_each_would_alone_bit_for_bit(overrides):
+    """The folds of a cross-validation as one group (``Job.data``): each fold's records and
+    weights are those of the fold trained alone by ``fit``, early stopping and schedule too."""
+    cfg, builts = fold_builts(overrides)
+    alone = []
+    for built in builts:
+        records = {}
+        fit(built.model, built.optimizer, built.prepared(), epochs=cfg.epochs,
+            batch_size=cfg.batch_size, log_every=cfg.log_every, generator=built.batches,
+            progress=Silent(), scheduler=built.scheduler, early=built.early,
+            record=lambda epoch, values, ms, r=records: r.__setitem__(epoch, values))  # fmt: skip
+        if built.early is not None:
+            built.early.restore(built.model)
+        alone.append((records, [p.detach().clone() for p in built.model.parameters()]))
+    cfg, builts = fold_builts(overrides)
+    records = [{} for _ in builts]
+    jobs = [
+        batched.Job(b.model, b.optimizer, b.batches,
+                    lambda epochs, r=r: r.update((e, values) for e, _, values in epochs),
+                    scheduler=b.scheduler, early=b.early, data=b.prepared())
+        for b, r in zip(builts, records, strict=True)
+    ]  # fmt: skip
+    batched.fit_group(jobs, None, epochs=cfg.epochs, batch_size=cfg.batch_size).put_back()
+    for (expected, weights), got, built in zip(alone, records, builts, strict=True):
+        assert got == expected  # every epoch's cost, accuracy, val_* metrics (and lr)
+        if built.early is not None:
+            built.early.restore(built.model)
+        assert all(torch.equal(a, b) for a, b in zip(weights, built.model.parameters(),
+                                                     strict=True))  # fmt: skip
+    if cfg.early_stopping.patience is not None:  # the folds stopped, not all at once
+        stops = {b.early.stopped_epoch for b in builts}
+        assert None not in stops
+        assert len(stops) > 1
+
+
+def test_jobs_whose_rows_differ_in_number_do_not_stack():
+    _, builts = fold_builts(("data=wine", "cv.folds=3"))
+    assert sorted(len(b.data.train) for b in builts) == [94, 95, 95]
+    with pytest.raises(ValueError, match="the jobs' train splits differ in shape: train them"):
+        batched.stacked([b.prepared() for b in builts])

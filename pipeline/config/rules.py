@@ -138,10 +138,12 @@ def _check_combinations(cfg: DictConfig) -> None:
 
 
 def _check_controls(cfg: DictConfig) -> None:
-    """Early stopping and a plateau schedule watch the validation split: it must exist."""
+    """Early stopping and a plateau schedule watch the validation split: it must exist (with
+    cross-validation, each fold holds out its own). A plateau schedule does not combine with
+    cross-validation: the model refit on the whole training part has no validation cost."""
     early = cfg.early_stopping
     if early.patience is not None:
-        if not has_validation(cfg):
+        if not has_validation(cfg) and not cross_validated(cfg):
             raise ConfigError(
                 f"Config error: early_stopping.patience={early.patience} watches "
                 f"{early.monitor.value}, but the data has no validation split "
@@ -157,6 +159,12 @@ def _check_controls(cfg: DictConfig) -> None:
             )
     target = str(cfg.scheduler.get("_target_") or "")
     if target.endswith("ReduceLROnPlateau"):
+        if cross_validated(cfg):
+            raise ConfigError(
+                f"Config error: scheduler=plateau does not combine with cv.folds={cfg.cv.folds}: "
+                "the model refit on the whole training part has no validation cost to step it "
+                "on. Fix: another scheduler (e.g. scheduler=cosine), or cv.folds=null"
+            )
         if not has_validation(cfg):
             raise ConfigError(
                 "Config error: scheduler=plateau watches the validation cost, but the data has no "
@@ -174,6 +182,10 @@ def has_validation(cfg: DictConfig) -> bool:
     return cfg.data.get("val_fraction", 0) > 0
 
 
+def cross_validated(cfg: DictConfig) -> bool:
+    return OmegaConf.select(cfg, "cv.folds", default=None) is not None
+
+
 def _check_sweep_metric(cfg: DictConfig) -> None:
     """The metric exists for this data, and is ranked the way it is better."""
     metric, direction = cfg.sweep.metric, cfg.sweep.direction
@@ -183,7 +195,7 @@ def _check_sweep_metric(cfg: DictConfig) -> None:
             f"Config error: sweep.metric={metric.name} needs a test split. "
             "Fix: data.test_fraction=0.2, or sweep.metric=objective"
         )
-    if metric == SweepMetric.val_macro_f1 and not cfg.data.get("val_fraction", 0) > 0:
+    if metric == SweepMetric.val_macro_f1 and not (has_validation(cfg) or cross_validated(cfg)):
         raise ConfigError(
             "Config error: sweep.metric=val_macro_f1 needs a validation split. "
             "Fix: data.val_fraction=0.2, or sweep.metric=objective"

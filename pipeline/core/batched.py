@@ -1,7 +1,9 @@
 """Many jobs trained as one computation: the models of a sweep's group stacked, one step for all.
 
-Every job of a group has the same data, model shapes, optimizer class, epochs and batch size;
-seeds and optimizer hyperparameters may differ. Each job starts from the weights its own seed
+Every job of a group has the same model shapes, optimizer class, epochs and batch size; seeds
+and optimizer hyperparameters may differ. The jobs share one dataset, or each has its own
+(``Job.data``: the folds of a cross-validation, each its own rows and standardization) of the
+same shapes. Each job starts from the weights its own seed
 gives, shuffles its mini-batches with its own generator, and is updated by the very function
 ``torch.optim`` uses (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), called once per block
 of jobs with equal hyperparameters. The cost (its classes weighted, if the ``loss`` says so)
@@ -64,6 +66,9 @@ def why_not_batchable(
     return None
 
 
+Record = Callable[[list[tuple[int, int, dict[str, float]]]], None]  # (epoch, ms, metrics)
+
+
 @dataclass
 class Job:
     """One job of a group: its model and optimizer (built with its seed, maybe restored from a
@@ -73,11 +78,12 @@ class Job:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     batches: torch.Generator
-    record: Callable[[list[tuple[int, int, dict[str, float]]]], None]  # (epoch, ms, metrics)
+    record: Record  # several epochs' metrics at once
     changed: Sequence[str] = ()
     failure: DivergedError | None = None  # set when its cost stops being finite
     scheduler: Scheduler | None = None  # steps its optimizer's lr after each epoch
     early: EarlyStopping | None = None
+    data: Dataset | None = None  # its own data (as the model sees it); None: the group's
 
     @property
     def hyperparameters(self) -> tuple:
@@ -372,9 +378,10 @@ def train_epoch(
     ``weight``) and count of correct predictions (measured before each step, as
     ``pipeline.core.loop`` does)."""
     costs, correct, sizes = [], [], []
+    n = train.labels.shape[-1]
     for index in indices:
-        x = train.features if index is None else train.features[index]
-        y = train.labels.expand(len(stack.params[0]), -1) if index is None else train.labels[index]
+        x, y = batch_of(train, index)
+        y = y.expand(len(stack.params[0]), -1)
         for p in stack.params:
             p.grad = None
         logits = stack(x)
@@ -393,8 +400,42 @@ def train_epoch(
             return costs[0], correct[0]
         sizes.append(y.shape[1])
     weights = torch.tensor(sizes, dtype=torch.float64, device=train.labels.device)
-    cost = torch.stack([c @ weights / len(train) for c in torch.stack(costs, 1).double()])
+    cost = torch.stack([c @ weights / n for c in torch.stack(costs, 1).double()])
     return cost, torch.stack(correct).sum(dim=0)
+
+
+def batch_of(train: Split, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features and labels of a step: all (``index`` None) or each job's rows ``index``
+    (jobs x batch) of ``train``, shared (samples x features) or one per job (``stacked``)."""
+    if index is None:
+        return train.features, train.labels
+    if train.labels.dim() == 1:
+        return train.features[index], train.labels[index]
+    jobs = torch.arange(len(index), device=index.device)[:, None]
+    return train.features[jobs, index], train.labels[jobs, index]
+
+
+def stacked(datasets: Sequence[Dataset]) -> Dataset:
+    """The jobs' own datasets as one, each split's tensors stacked (job first); what
+    ``fit_group`` trains on when its jobs each have their data."""
+    first = datasets[0]
+    for data in datasets[1:]:
+        for split in ("train", "val"):
+            mine, theirs = getattr(first, split), getattr(data, split)
+            if (mine is None) != (theirs is None) or (
+                mine is not None and mine.features.shape != theirs.features.shape
+            ):
+                raise ValueError(f"the jobs' {split} splits differ in shape: train them alone")
+
+    def stack(split: str) -> Split | None:
+        splits = [getattr(data, split) for data in datasets]
+        if splits[0] is None:
+            return None
+        return Split(*(torch.stack(parts) for parts in zip(
+            *((s.features, s.labels) for s in splits), strict=True
+        )))  # fmt: skip
+
+    return replace(first, train=stack("train"), val=stack("val"), test=None)
 
 
 @torch.no_grad()
@@ -465,7 +506,7 @@ class Batch:
 
 def fit_group(
     jobs: Sequence[Job],
-    data: Dataset,
+    data: Dataset | None,
     *,
     epochs: int,
     batch_size: int | None,
@@ -478,6 +519,7 @@ def fit_group(
 ) -> Batch:
     """Train every job for epochs ``start_epoch``..``epochs``, as ``pipeline.core.loop.fit``
     trains one: the same metrics, given to each job's ``record``, read every ``log_every``.
+    ``data``: the jobs' shared data, or None: each job's own (``Job.data``, of equal shapes).
 
     A job whose cost stops being finite gets its ``failure`` and records nothing more; the
     others go on. ``save(epoch, batch)`` checkpoints every job, every ``save_every_s``
@@ -487,13 +529,16 @@ def fit_group(
     """
     if loss.label_smoothing:
         raise ValueError("loss.label_smoothing has no batched form: train such jobs alone")
-    device = data.train.features.device
+    own = data is None
+    device = (jobs[0].data if own else data).train.features.device
     batch = Batch.of(jobs, device)
     jobs, stack = batch.jobs, batch.stack
+    if own:  # each job its own rows, stacked in the batch's order
+        data = stacked([job.data for job in jobs])
     controls = any(job.scheduler is not None or job.early is not None for job in jobs)
     # (epoch, time in ms, cost, correct, (val cost, val accuracy), each job's lr or None)
     held: list[tuple] = []
-    n = len(data.train)
+    n = data.train.labels.shape[-1]
     done, next_save = start_epoch - 1, time.monotonic() + save_every_s
 
     def report() -> None:
