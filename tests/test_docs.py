@@ -24,9 +24,11 @@ from doc_blocks import (
     DOCS,
     RUNNABLE,
     ZYGOTE_ENV,
+    Ids,
     all_blocks,
     commands,
     latest,
+    renewed,
     run_order,
     run_pages,
     stale_message,
@@ -91,6 +93,39 @@ def test_every_block_is_runnable_or_says_why_not():
 def test_a_transcript_is_split_into_its_commands():
     text = "$ a \\\n    b\nout 1\nout 2\n$ c\n"
     assert commands(text) == [("a \\\n    b", "out 1\nout 2"), ("c", "")]
+
+
+A, B = "98b85077bae84b27bc69080f388e9b50", "0bda1c1fd36249ac95c64b19e39b79d3"
+SHOWN = f"""[2026-12-07 15:52:09,772][HYDRA] Run {A}: trained in 0.6 s
+...
+run        final_cost  run_id
+lr=0.1       0.254477  {A}
+"""
+PRINTED = f"""[2026-12-08 01:02:03,004][HYDRA] Run {B}: trained in 12.5 s
+Epoch 1
+Epoch 2
+run   final_cost  run_id
+lr=0.1  0.254477  {B}
+"""
+
+
+def test_a_shown_output_masks_what_varies_and_nothing_else():
+    """Ids, dates, times and durations differ, lines are elided, columns are padded otherwise:
+    it matches, and the shown id is bound to the printed one; a seeded number that differs,
+    or one shown id standing for two printed ones, does not match."""
+    ids = Ids()
+    assert ids.check(SHOWN, PRINTED)
+    assert ids.fill(f"python -m pipeline.diff {A}") == f"python -m pipeline.diff {B}"
+    assert not Ids().check(SHOWN, PRINTED.replace("0.254477", "0.254478"))
+    assert not Ids().check(SHOWN, PRINTED.replace(f"  {B}", "  " + "f" * 32))
+    assert not Ids().check(SHOWN, PRINTED + "one more line\n")
+
+
+def test_a_stale_output_is_renewed_from_the_printed_one_keeping_its_elision():
+    shown = "...\nrun   final_cost  run_id\nlr=0.1  0.1  x\n"
+    assert renewed(shown, PRINTED) == "\n".join(["...", *PRINTED.splitlines()[3:]])
+    assert renewed("Epoch 1\n...\n", PRINTED) == "\n".join([*PRINTED.splitlines()[:2], "..."])
+    assert renewed("a\n...\nb\n", PRINTED) is None  # an elision in the middle: a hand edit
 
 
 # ---- running the blocks ----------------------------------------------------------------------
