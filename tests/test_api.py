@@ -5,6 +5,7 @@ what a call leaves as it found it (Hydra's global state, signal handlers, argv, 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -165,6 +166,71 @@ def test_ctrl_c_while_training_ends_the_run_killed(store, in_tmp):
     assert run.info.status == "KILLED"
     assert len(cost_history(store, run.info.run_id)) < 100  # stopped at an epoch boundary, early
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class InterruptWhenLogged(logging.Handler):
+    """Sends this process a SIGINT when its logger logs a message that starts with ``start``."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.start):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_a_sweep_ends_every_unfinished_run_killed(store, in_tmp):
+    """A kernel interrupt while a batched sweep trains: the jobs' runs and the sweep's parent
+    end KILLED, and the call raises what ``train`` raises."""
+    group_log = logging.getLogger("pipeline.group")
+    stopper = InterruptWhenLogged("Training jobs")  # logged once the jobs' runs are open
+    group_log.addHandler(stopper)
+    try:
+        with pytest.raises(KeyboardInterrupt, match=r"^Interrupted: the run was marked KILLED\.$"):
+            pipeline.sweep("epochs=100000", "optim.lr=0.01,0.1", *into(store, "sweep-stopped"))
+    finally:
+        group_log.removeHandler(stopper)
+    parent, jobs = sweep_runs(store, "sweep-stopped")
+    assert len(jobs) == 2
+    assert [run.info.status for run in [parent, *jobs]] == ["KILLED"] * 3
+    for job in jobs:
+        assert len(cost_history(store, job.info.run_id)) < 100_000  # stopped early
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not GlobalHydra.instance().is_initialized()
+
+
+SECOND_CALL = """
+import json
+import sys
+import pipeline
+
+heavy = ("torch", "mlflow", "hydra", "omegaconf", "pandas")
+assert not any(name.split(".")[0] in heavy for name in sys.modules), "imported before the call"
+before = set(sys.modules)
+pipeline.train("epochs=2", *sys.argv[1:])
+first = set(sys.modules) - before
+pipeline.train("epochs=3", *sys.argv[1:])
+second = set(sys.modules) - before - first
+heavy_first = sorted({name.split(".")[0] for name in first} & set(heavy))
+print(json.dumps({"heavy": heavy_first, "first": len(first), "second": sorted(second)}))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter, so that the first call pays the imports (~4 s)
+def test_a_second_call_imports_nothing_the_first_did_not(store, tmp_path):
+    """The first ``train`` of an interpreter imports torch, MLflow, Hydra, OmegaConf and
+    pandas (hundreds of modules); the second imports no module at all."""
+    result = subprocess.run(
+        [sys.executable, "-c", SECOND_CALL, *into(store, "second-call")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert imported["heavy"] == ["hydra", "mlflow", "omegaconf", "pandas", "torch"]
+    assert imported["first"] > 500
+    assert imported["second"] == []
+    assert len(runs_of(store, "second-call")) == 2
 
 
 def test_sweep_runs_its_jobs_through_the_batched_launcher_under_one_parent(swept, store):

@@ -1,85 +1,40 @@
-"""The docs cannot rot: the generated reference pages match their sources, every ``bash`` and
-``python`` block of the README and of docs/ runs (in one temp dir, with a temp store).
+"""The docs cannot rot: the generated reference pages match their sources; every ``bash`` and
+``python`` block and every ``$ command`` transcript of the README and of docs/ runs (in one temp
+dir, with a temp store), and the output the pages show is what they print (tools/doc_blocks.py
+says how the shown output is compared, and how a block the tests cannot run says why).
 (``mkdocs build --strict`` runs in .ci/run, after the tests.)
-
-A block the tests cannot run (it installs packages, or needs a team server, PostgreSQL or Slurm)
-says so in its first line, visibly: ``# not run by the tests: <why>``. Placeholders in a block
-(``<RUN_ID>``, ``<SWEEP_RUN_ID>``, ``<RUN_A>``, ``<RUN_B>``, ``<CV_RUN_ID>``) are replaced with the
-ids of the runs the blocks before it made, as a reader copies them from the UI.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import EXPERIMENT, ROOT, cli_env, sqlite_uri
+from conftest import ROOT, cli_env, sqlite_uri
 from helpers.zygote import python_shim
-from pipeline.tags import CV_FOLD, SWEEP_METRIC
 
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_docs
+from doc_blocks import (
+    DOCS,
+    RUNNABLE,
+    ZYGOTE_ENV,
+    Ids,
+    all_blocks,
+    commands,
+    latest,
+    renewed,
+    run_order,
+    run_pages,
+    stale_message,
+)
 
-DOCS = ROOT / "docs"
-SKIP = re.compile(r"^# not run by the tests: (\S.*)$")
-FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
-RUNNABLE = {"bash", "python"}
 PICTURES = os.environ.get("PIPELINE_DOCS_PICTURES") == "1"  # .ci/run: refresh docs/img/
-
-
-@dataclass
-class Block:
-    page: Path
-    line: int
-    lang: str
-    code: str
-
-    @property
-    def skip_reason(self) -> str | None:
-        match = SKIP.match(self.code.splitlines()[0]) if self.code.strip() else None
-        return match.group(1) if match else None
-
-    def __str__(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-
-def nav_pages() -> list[Path]:
-    """The site's pages in the order of mkdocs.yml's nav (the API page last), then the README."""
-    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-
-    def walk(items: list) -> list[str]:
-        found = []
-        for item in items:
-            value = next(iter(item.values())) if isinstance(item, dict) else item
-            found += walk(value) if isinstance(value, list) else [value]
-        return found
-
-    pages = [DOCS / name for name in walk(config["nav"])]
-    if (ROOT / "pipeline" / "api.py").is_file():
-        pages.append(DOCS / "api.md")
-    return [*pages, ROOT / "README.md"]
-
-
-def blocks(page: Path) -> list[Block]:
-    text = page.read_text()
-    return [
-        Block(page, text.count("\n", 0, match.start()) + 1, match.group(1), match.group(2))
-        for match in FENCE.finditer(text)
-    ]
-
-
-def all_blocks() -> list[Block]:
-    return [block for page in nav_pages() for block in blocks(page)]
 
 
 # ---- generated pages, fenced blocks ----------------------------------------------------------
@@ -118,73 +73,62 @@ def test_the_config_reference_names_every_schema_key():
 
 def test_every_block_is_runnable_or_says_why_not():
     """Shell and Python blocks are ```bash or ```python (so the docs test finds them); output is
-    ```text; a block that is not run says why in its first line."""
+    ```text; a block that is not run says why in its first line; a ```text block that shows a
+    ``$ command`` starts with it (a transcript, which runs) or says why it is not run."""
     found = all_blocks()
     assert len(found) > 20
     for block in found:
         assert block.lang in RUNNABLE | {"text", "yaml"}, f"{block}: ```{block.lang or ''}"
         if block.lang in RUNNABLE:
             assert block.code.strip(), f"{block}: empty"
+        shows_commands = any(line.startswith("$ ") for line in block.code.splitlines())
+        if block.lang == "text" and shows_commands and not block.skip_reason:
+            assert block.transcript, f"{block}: a transcript starts with its first `$ command`"
     runnable = [b for b in found if b.lang in RUNNABLE and b.skip_reason is None]
     assert len(runnable) >= 10
+    transcripts = [b for b in found if b.transcript]
+    assert sum(len(commands(b.code)) for b in transcripts) >= 12
+
+
+def test_a_transcript_is_split_into_its_commands():
+    text = "$ a \\\n    b\nout 1\nout 2\n$ c\n"
+    assert commands(text) == [("a \\\n    b", "out 1\nout 2"), ("c", "")]
+
+
+A, B = "98b85077bae84b27bc69080f388e9b50", "0bda1c1fd36249ac95c64b19e39b79d3"
+SHOWN = f"""[2026-12-07 15:52:09,772][HYDRA] Run {A}: trained in 0.6 s
+...
+run        final_cost  run_id
+lr=0.1       0.254477  {A}
+"""
+PRINTED = f"""[2026-12-08 01:02:03,004][HYDRA] Run {B}: trained in 12.5 s
+Epoch 1
+Epoch 2
+run   final_cost  run_id
+lr=0.1  0.254477  {B}
+"""
+
+
+def test_a_shown_output_masks_what_varies_and_nothing_else():
+    """Ids, dates, times and durations differ, lines are elided, columns are padded otherwise:
+    it matches, and the shown id is bound to the printed one; a seeded number that differs,
+    or one shown id standing for two printed ones, does not match."""
+    ids = Ids()
+    assert ids.check(SHOWN, PRINTED)
+    assert ids.fill(f"python -m pipeline.diff {A}") == f"python -m pipeline.diff {B}"
+    assert not Ids().check(SHOWN, PRINTED.replace("0.254477", "0.254478"))
+    assert not Ids().check(SHOWN, PRINTED.replace(f"  {B}", "  " + "f" * 32))
+    assert not Ids().check(SHOWN, PRINTED + "one more line\n")
+
+
+def test_a_stale_output_is_renewed_from_the_printed_one_keeping_its_elision():
+    shown = "...\nrun   final_cost  run_id\nlr=0.1  0.1  x\n"
+    assert renewed(shown, PRINTED) == "\n".join(["...", *PRINTED.splitlines()[3:]])
+    assert renewed("Epoch 1\n...\n", PRINTED) == "\n".join([*PRINTED.splitlines()[:2], "..."])
+    assert renewed("a\n...\nb\n", PRINTED) is None  # an elision in the middle: a hand edit
 
 
 # ---- running the blocks ----------------------------------------------------------------------
-
-
-def latest(uri: str, parents: bool, skip: int = 0) -> str:
-    """The newest FINISHED run (``parents``: the newest sweep's parent run)."""
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs(
-        [experiment.experiment_id], "attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )  # fmt: skip
-    chosen = [r for r in runs if (SWEEP_METRIC in r.data.tags) == parents]
-    return chosen[skip].info.run_id
-
-
-def latest_cv(uri: str) -> str:
-    """The newest cross-validated run: the run its newest fold run is nested under."""
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    folds = client.search_runs(
-        [experiment.experiment_id], f"tags.`{CV_FOLD}` = '1'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )  # fmt: skip
-    return folds[0].data.tags["mlflow.parentRunId"]
-
-
-def filled(code: str, uri: str) -> str:
-    """``code`` with its run-id placeholders replaced by the store's runs."""
-    places = {
-        "<RUN_ID>": lambda: latest(uri, parents=False),
-        "<RUN_B>": lambda: latest(uri, parents=False),
-        "<RUN_A>": lambda: latest(uri, parents=False, skip=1),
-        "<SWEEP_RUN_ID>": lambda: latest(uri, parents=True),
-        "<CV_RUN_ID>": lambda: latest_cv(uri),
-    }
-    for place, value in places.items():
-        if place in code:
-            code = code.replace(place, value())
-    return code
-
-
-def run_block(block: Block, cwd: Path, env: dict[str, str], uri: str) -> str:
-    code = filled(block.code, uri)
-    if block.lang == "bash":
-        command = ["bash", "-euo", "pipefail", "-c", code]
-    else:
-        command = [shutil.which("python", path=env["PATH"]) or "python", "-c", code]
-    result = subprocess.run(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=240,
-    )  # fmt: skip
-    assert result.returncode == 0, (
-        f"{block} failed ({result.returncode}):\n{code}\n--- stdout\n{result.stdout[-3000:]}"
-        f"\n--- stderr\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
 
 
 def save_cost_curves(uri: str) -> None:
@@ -202,7 +146,8 @@ def fast_python(tmp_path: Path) -> dict[str, str]:
     """The blocks' environment, where ``python`` is the zygote's client (tests/helpers/
     zygote.py: a process that imported the pipeline once forks each command), so each command
     skips ~4 s of imports."""
-    env = cli_env({"PYTHONPATH": str(ROOT), "COLUMNS": "100"})
+    env = cli_env({"PYTHONPATH": str(ROOT), **ZYGOTE_ENV})
+    env.pop("COLUMNS", None)  # printed whole, as to a wide terminal
     env.pop("HYDRA_FULL_ERROR", None)
     shim = python_shim(tmp_path / "bin", env)
     path = os.pathsep.join([str(shim.parent), str(Path(sys.executable).parent), env["PATH"]])
@@ -211,21 +156,22 @@ def fast_python(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_every_block_runs(tmp_path: Path, fast_python: dict[str, str]):
-    """Each runnable block, page after page in the nav's order, in one directory sharing one
-    store (as a reader follows the pages), ends with exit status 0."""
+    """Each runnable block and transcript command, page after page in the nav's order, in one
+    directory sharing one store (as a reader follows the pages): each block ends with exit
+    status 0, and each output shown is what it printed."""
     uri = sqlite_uri(tmp_path / "mlruns")
-    env = fast_python
-    timings, done = [], set()
-    for page in nav_pages():
-        for block in blocks(page):
-            if block.lang not in RUNNABLE or block.skip_reason or block.code in done:
-                continue  # the home page repeats the README's tour: run once
-            done.add(block.code)
-            started = time.perf_counter()
-            run_block(block, tmp_path, env, uri)
-            timings.append((time.perf_counter() - started, str(block)))
-            print(f"{timings[-1][0]:5.1f} s  {block}", flush=True)
+
+    def after(page: Path) -> None:
         if page.name == "getting-started.md":
             save_cost_curves(uri)
-    for seconds, where in sorted(timings, reverse=True)[:5]:
-        print(f"{seconds:5.1f} s  {where}")
+
+    outcomes = []
+    for outcome in run_pages(run_order(), tmp_path, fast_python, uri, after):
+        outcomes.append(outcome)
+        print(f"{outcome.seconds:5.1f} s  {outcome.block}  {outcome.command[:60]!r}", flush=True)
+    stale = [stale_message(outcome) for outcome in outcomes if not outcome.matches]
+    assert not stale, "\n\n".join(stale)
+    checked = [outcome for outcome in outcomes if outcome.shown is not None]
+    assert len(checked) >= 30, len(checked)
+    for outcome in sorted(outcomes, key=lambda o: -o.seconds)[:5]:
+        print(f"{outcome.seconds:5.1f} s  {outcome.block}")

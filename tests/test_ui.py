@@ -31,27 +31,13 @@ from helpers.servers import (
 )
 from pipeline.tracking.store.access import prepare_store
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never `playwright install`
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# The UI opens its assistant panel on first load; keep it shut so screenshots show the page.
-CLOSE_ASSISTANT = (
-    "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
-    "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from doc_pictures import CHROMIUM, TIMEOUT_MS, new_page, open_compare
+
 SWEEP = ("-m", "optim.lr=0.01,0.1", "seed=1,2", "epochs=50")
 PARALLEL = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.flush_every_s=0.2")
 PARENT_NAME = "sweep " + " ".join(SWEEP[1:])
 NAMES = sorted(f"optim.lr={lr},seed={seed}" for lr in ("0.01", "0.1") for seed in (1, 2))
-TIMEOUT_MS = 30_000
 # docs/getting-started.md shows the compare view: refreshed from here (PIPELINE_DOCS_PICTURES=1).
 DOCS_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "img" / "ui-compare.png"
 
@@ -160,12 +146,8 @@ def test_ui_shows_the_sweep(ui: dict, tmp_path: Path):
     }
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser, page = new_page(playwright)
         try:
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.add_init_script(CLOSE_ASSISTANT)
-            page = context.new_page()
-
             # (a) the runs table (an ag-grid), at the URL the wrapper printed: the sweep is one
             # row, its parent run, collapsed; the "+" button in its name cell shows the 4 jobs
             # as rows nested (indented) under it.
@@ -187,18 +169,10 @@ def test_ui_shows_the_sweep(ui: dict, tmp_path: Path):
             expect(names.first).to_contain_text(PARENT_NAME)  # the jobs are listed below it
             page.screenshot(path=shots["runs"])
 
-            # (b) the compare view: one column per run, in the order of `ids`
-            query = urllib.parse.urlencode(
-                {"runs": json.dumps(ids), "experiments": json.dumps([exp_id])},
-                quote_via=urllib.parse.quote,
-            )
-            page.goto(f"{base}/#/compare-runs?{query}")
-            expect(page.get_by_text("Comparing 4 Runs from 1 Experiment")).to_be_visible(
-                timeout=TIMEOUT_MS
-            )
-            # the parallel-coordinates plot: an axis per parameter and one for the metric
-            axes = page.locator(".js-plotly-plot .axis-title")
-            expect(axes).to_have_text(["optim.lr", "seed", "cost"], timeout=TIMEOUT_MS)
+            # (b) the compare view: one column per run, in the order of `ids`; its title and
+            # the parallel-coordinates plot, an axis per parameter and one for the metric (the
+            # view the docs build shoots too: tools/doc_pictures.py)
+            open_compare(page, base, ids, exp_id)
             page.screenshot(path=shots["compare"])
             for param in ("optim.lr", "seed"):  # the Parameters table
                 header = page.get_by_role("rowheader", name=param, exact=True)

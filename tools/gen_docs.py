@@ -6,6 +6,8 @@
 - ``docs/reference/errors.md``: every message with a "Fix:" in ``pipeline/`` and ``hydra_plugins/``.
 
 ``python tools/gen_docs.py`` rewrites them; ``tests/test_docs.py`` fails when either is stale.
+``python tools/gen_docs.py --outputs`` runs the pages' blocks and rewrites the outputs they show
+that are stale (tools/doc_blocks.py).
 """
 
 from __future__ import annotations
@@ -404,7 +406,49 @@ def pages() -> dict[Path, str]:
     }
 
 
+def outputs() -> None:
+    """Run the pages' blocks as tests/test_docs.py does (in a temp dir with a temp store, each
+    ``python`` forked from a zygote that imported the pipeline once) and rewrite each stale
+    output they show from the real output."""
+    import tempfile
+
+    import doc_blocks
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.zygote import ZYGOTE, python_shim
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
+    }
+    env = {k: v for k, v in env.items() if k != "COLUMNS"}
+    env |= {"PYTHONPATH": str(ROOT)} | doc_blocks.ZYGOTE_ENV
+    ids, found = doc_blocks.Ids(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        shim = python_shim(Path(tmp) / "bin", env)
+        env |= {
+            "PATH": os.pathsep.join([str(shim.parent), env["PATH"]]),
+            "ZYGOTE_PYTHON": str(shim),
+        }
+        cwd, uri = Path(tmp) / "work", f"sqlite:///{tmp}/work/mlruns/mlflow.db"
+        cwd.mkdir()
+        try:
+            pages = doc_blocks.run_order()
+            for outcome in doc_blocks.run_pages(pages, cwd, env, uri, ids=ids, strict=False):
+                found.append(outcome)
+                mark = "ok   " if outcome.matches else "STALE"
+                print(f"{mark} {outcome.seconds:5.1f} s  {outcome.block}", flush=True)
+                if not outcome.matches and os.environ.get("VERBOSE"):
+                    print(doc_blocks.stale_message(outcome))
+        finally:
+            ZYGOTE.stop()
+    for where in doc_blocks.rewrite(found, ids):
+        print(f"left for a hand edit (an elision in the middle): {where}")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--outputs"]:
+        outputs()
+        return
     for path, text in pages().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
