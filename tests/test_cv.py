@@ -278,6 +278,33 @@ def test_a_sweep_nests_folds_under_each_configuration(tmp_path):
     assert parent.data.tags["best_run_id"] == best.info.run_id
 
 
+@pytest.mark.slow
+def test_an_optuna_search_minimizes_the_cv_score(tmp_path):
+    """An Optuna study over configurations scored by cross-validation: each trial is a
+    configuration run with its folds nested, and the study's best value is the best trial's
+    folds' mean validation cost."""
+    import yaml
+
+    uri = sqlite_uri(tmp_path / "store")
+    searched = run_cli("-m", "hydra/sweeper=lr_search", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.n_jobs=2", "data=iris", "cv.folds=2", "epochs=5",
+                       f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
+    assert searched.returncode == 0, searched.stderr
+    runs = runs_of(uri)
+    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 2
+    for trial in trials:
+        folds = folds_of(uri, trial.info.run_id)
+        assert sorted(folds) == [1, 2]
+        assert trial.data.metrics["objective"] == trial.data.metrics["cv_mean_val_cost"]
+    (results_file,) = Path(tmp_path, "multirun").glob("*/*/optimization_results.yaml")
+    found = yaml.safe_load(results_file.read_text())
+    best = min(trials, key=lambda r: r.data.metrics["cv_mean_val_cost"])
+    assert found["best_value"] == pytest.approx(best.data.metrics["cv_mean_val_cost"], rel=1e-12)
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+
+
 def test_the_cv_settings_are_not_named_as_a_divergence_cause():
     from pipeline.stage import steering
 
