@@ -545,12 +545,14 @@ def _sweep_runs(client: MlflowClient, parent: MlflowRun) -> list[MlflowRun]:
     (launched elsewhere), the runs nested under its parent, oldest first."""
     from pipeline.tags import SWEEP_DIR
     from pipeline.tracking.query.lookup import search_all, sweep_filter
-    from pipeline.tracking.sweep.results import collect
+    from pipeline.tracking.sweep.results import collect, find_runs
 
     sweep_dir = Path(parent.data.tags.get(SWEEP_DIR, ""))
     if sweep_dir.name and sweep_dir.is_dir():
         jobs = collect(client, parent.info.experiment_id, sweep_dir)
-        return [job.run for job in jobs if job.run is not None]
+        run_ids = [job.run_id for job in jobs if job.run is not None]
+        found = {r.info.run_id: r for r in find_runs(client, parent.info.experiment_id, run_ids)}
+        return [found[run_id] for run_id in run_ids if run_id in found]
     return search_all(client, parent.info.experiment_id, sweep_filter(parent), BY_START)
 
 

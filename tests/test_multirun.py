@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -14,6 +16,10 @@ from mlflow.tracking import MlflowClient
 from conftest import cost_history, run_cli, runs_of, sqlite_uri, sweep_runs, train_into
 from pipeline.core.data import toy
 from pipeline.core.evaluate import evaluate
+from pipeline.tracking.store.uri import sqlite_path
+from pipeline.tracking.sweep import results
+from pipeline.tracking.sweep.curves import cost_histories
+from pipeline.tracking.sweep.table import table
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +90,46 @@ def test_the_parent_holds_the_summary_the_cost_curves_and_the_best_run(sweep):
     png = client.download_artifacts(parent.info.run_id, "cost_curves.png")
     assert Path(png).read_bytes()[:4] == b"\x89PNG"
     assert f"Best run by objective (minimize): {best.info.run_name}" in result.stdout
+
+
+def test_the_summary_reads_the_store_directly_as_mlflow_reads_it(sweep, tmp_path):
+    """The summary's runs, table, best run and cost curves read straight from the store's tables
+    equal what MLflow's client reads (the fallback for a server), the best run's ties and NaN
+    included (by ``search_runs``' order: numbers, NaN, none; newest first; run id), and the
+    table is what the sweep printed and logged."""
+    _, uri, result, parent, runs = sweep
+    copy = tmp_path / "mlflow.db"  # runs given extra metrics, away from the module's store
+    shutil.copyfile(sqlite_path(uri), copy)
+    client = MlflowClient(tracking_uri=f"sqlite:///{copy}")
+    sweep_dir, experiment = Path(parent.data.tags["sweep.dir"]), parent.info.experiment_id
+    direct = results.collect(client, experiment, sweep_dir, direct=True)
+    assert direct == results.collect(client, experiment, sweep_dir, direct=False)
+    assert [j.run_id for j in direct] == [
+        r.info.run_id for r in sorted(runs, key=lambda r: int(r.data.tags["hydra.job_num"]))
+    ]
+    text = table(direct)
+    assert text in result.stdout
+    summary = client.download_artifacts(parent.info.run_id, "summary.txt")
+    assert Path(summary).read_text() == text + "\n"
+    ids = sorted(r.info.run_id for r in runs)
+    for run_id, value in zip(ids, [0.5, math.nan, 0.5, -1.0, math.nan, 0.25], strict=True):
+        client.log_metric(run_id, "probe", value)
+    client.log_metric(ids[0], "tie", 1.0)
+    client.log_metric(ids[1], "tie", 1.0)
+    direct = results.collect(client, experiment, sweep_dir, direct=True)
+    for metric in ("objective", "probe", "tie", "final_accuracy", "absent"):
+        for direction in ("minimize", "maximize"):
+            best = [
+                results.best(client, experiment, direct, metric, direction, direct=read)
+                for read in (True, False)
+            ]
+            assert best[0].run_id == best[1].run_id, (metric, direction)
+    assert results.best(client, experiment, direct, "probe", "minimize").metric("probe") == -1.0
+    assert results.best(client, experiment, direct, "probe", "maximize").metric("probe") == 0.5
+    histories = cost_histories(client, ids)
+    assert histories == {i: sorted((m.step, m.value) for m in
+                                   client.get_metric_history(i, "cost")) for i in ids}  # fmt: skip
+    assert [len(h) for h in histories.values()] == [1001] * 6
 
 
 def test_a_sweep_job_equals_the_same_config_run_alone(sweep, tmp_path):

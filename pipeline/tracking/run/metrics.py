@@ -63,11 +63,12 @@ class MetricBuffer:
 
     def drain(self) -> tuple[list[Row], dict[str, str]]:
         """What ``flush`` would write, taken out of the buffer: the rows and the run's tags."""
+        run_id, recorded = self.run_id, self.recorded
         rows: list[Row] = [
-            (self.run_id, key, value, timestamp, step)
+            (run_id, key, value, timestamp, step)
             for step, timestamp, values in self.pending
             for key, value in values.items()
-            if step > self.recorded.get(key, -1)
+            if not recorded or step > recorded.get(key, -1)  # (a new run: nothing recorded)
         ]
         self.pending = []
         return rows, {} if self.last_epoch is None else {PROGRESS_EPOCH: str(self.last_epoch)}

@@ -270,33 +270,38 @@ def _check_experiments(connection: Connection, experiment_ids: list[int]) -> dic
     return {experiment_id: location for experiment_id, (_, location) in found.items()}
 
 
-# The columns of the rows ``_metric_rows`` makes, in this order.
-METRIC_COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+# The columns of the rows ``_metric_rows`` makes, in this order: the order of MLflow's insert into
+# ``metrics`` (a sqlite executemany takes them as they are, no reordered copy of 2M rows).
+METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 
 
 def _metric_rows(rows: Sequence[Row]) -> tuple[list[tuple], dict[tuple[str, str], tuple]]:
     """The ``metrics`` rows to insert (``METRIC_COLUMNS``), and per (run, key) the newest of
-    them: MLflow's ``latest_metrics`` order, (step, timestamp, value), the first of equals."""
+    them: MLflow's ``latest_metrics`` order, (step, timestamp, value), the first of equals.
+    (One pass, tuned: 2,002,000 rows of a 1000-job sweep are made here.)"""
     from mlflow.utils.validation import _validate_metric
 
     checked: set[str] = set()
-    metrics, latest = [], {}
-    isfinite = math.isfinite
+    metrics: list[tuple] = []
+    latest: dict[tuple[str, str], tuple] = {}
+    append, newest_of, isfinite = metrics.append, latest.get, math.isfinite
     for run_id, key, value, timestamp, step in rows:
         if key not in checked:  # a key's name once; every value's type below
             _validate_metric(key, value, timestamp, step)
             checked.add(key)
         if type(value) is float and isfinite(value):  # nearly every value: stored as it is
-            stored, is_nan = value, False
+            is_nan = False
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 _validate_metric(key, value, timestamp, step)  # raises MLflow's own message
-            stored, is_nan = sanitized(float(value))
-        row = (run_id, key, stored, int(timestamp), int(step), is_nan)
-        metrics.append(row)
-        newest = latest.get(row[:2])
-        if newest is None or (row[4], row[3], stored) > (newest[4], newest[3], newest[2]):
-            latest[row[:2]] = row
+            value, is_nan = sanitized(float(value))
+        if type(timestamp) is not int or type(step) is not int:
+            timestamp, step = int(timestamp), int(step)
+        row = (key, value, timestamp, step, is_nan, run_id)
+        append(row)
+        newest = newest_of((run_id, key))
+        if newest is None or (step, timestamp, value) > (newest[3], newest[2], newest[1]):
+            latest[run_id, key] = row
     return metrics, latest
 
 
@@ -640,19 +645,24 @@ def terminate_runs(
 def read_histories(
     uri: str, run_ids: Sequence[str], key: str
 ) -> dict[str, list[tuple[int, float]]]:
-    """Each run's history of metric ``key`` as (step, value), step order, in one query per 500
-    runs: what ``get_metric_history`` gives run by run (NaN where MLflow stored a NaN). Only
-    where ``writes_directly(uri)``."""
-    found: dict[str, list[tuple[int, float]]] = {run_id: [] for run_id in run_ids}
-    from sqlalchemy import bindparam, text
-
-    query = text(
-        "SELECT run_uuid, step, value, is_nan FROM metrics WHERE key = :key "
-        "AND run_uuid IN :ids ORDER BY run_uuid, step, timestamp"
-    ).bindparams(bindparam("ids", expanding=True))
+    """Each run's history of metric ``key`` as (step, value), step order: what
+    ``get_metric_history`` gives run by run (NaN where MLflow stored a NaN). Only where
+    ``writes_directly(uri)``. A query a run on the driver's own cursor, by MLflow's
+    (run_uuid, key, step) index: 1000 runs' 1,001,000 values in ~2 s, against ~3.5 s in
+    queries of 500 runs (which sort every run's rows of ``key``) through SQLAlchemy's rows."""
+    found: dict[str, list[tuple[int, float]]] = {}
     with engine(uri).connect() as connection:
-        for start in range(0, len(run_ids), 500):
-            ids = list(run_ids[start : start + 500])
-            for run_id, step, value, is_nan in connection.execute(query, {"key": key, "ids": ids}):
-                found[run_id].append((step, math.nan if is_nan else value))
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        query = (
+            f"SELECT step, value, is_nan FROM metrics WHERE run_uuid = {mark} AND key = {mark} "
+            "ORDER BY step, timestamp"
+        )
+        cursor = connection.connection.cursor()
+        try:
+            for run_id in run_ids:
+                cursor.execute(query, (run_id, key))
+                rows = cursor.fetchall()
+                found[run_id] = [(step, math.nan if nan else value) for step, value, nan in rows]
+        finally:
+            cursor.close()
     return found

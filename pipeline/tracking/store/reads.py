@@ -196,6 +196,24 @@ def search(
         return _records(connection, connection.execute(query).all())
 
 
+def runs_by_id(uri: str, experiment: str, run_ids: list[str]) -> list[RunRecord]:
+    """The active runs of ``experiment`` among ``run_ids`` (what ``search_runs`` finds with
+    ``attributes.run_id IN (...)``), in no particular order."""
+    from sqlalchemy import bindparam, select
+
+    c = tables().runs.c
+    query = _run_columns(select).where(
+        c.experiment_id == int(experiment), c.lifecycle_stage == "active",
+        c.run_uuid.in_(bindparam("ids", expanding=True)),
+    )  # fmt: skip
+    found = []
+    with engine(uri).connect() as connection:
+        for start in range(0, len(run_ids), RUN_IDS_PER_QUERY):
+            chunk = {"ids": run_ids[start : start + RUN_IDS_PER_QUERY]}
+            found += connection.execute(query, chunk).all()
+        return _records(connection, found)
+
+
 def _run_columns(select: Any) -> Any:
     c = tables().runs.c
     return select(

@@ -87,7 +87,7 @@ class SweepTracking(Callback):
         log.info("Sweep summary (parent run %s):\n%s", self.parent_id, table(jobs))
         if best is not None:
             log.info(
-                "Best run by %s (%s): %s (%s)", metric, direction, best.run.info.run_name,
+                "Best run by %s (%s): %s (%s)", metric, direction, best.run.run_name,
                 best.run_id,
             )  # fmt: skip
         address = run_address(self.client.tracking_uri, self.experiment_id, self.parent_id)

@@ -20,7 +20,7 @@ def log_cost_curves(client: MlflowClient, parent_id: str, results: list[JobResul
     for result in results:
         history = histories[result.run_id]
         axes.plot([step for step, _ in history], [value for _, value in history],
-                  label=result.run.info.run_name)  # fmt: skip
+                  label=result.run.run_name)  # fmt: skip
     axes.set(xlabel="epoch", ylabel="cost", title="Training cost of every job", yscale="log")
     if len(results) <= LEGEND_MAX:
         axes.legend(fontsize="small")

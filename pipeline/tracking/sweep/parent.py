@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlflow.entities import RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
 
 from pipeline.runtime.job import write_sweep_file
 from pipeline.tags import (
@@ -24,6 +25,7 @@ from pipeline.tags import (
     SWEEP_SWEEPER,
 )
 from pipeline.tracking.resume.identity import sweep_key
+from pipeline.tracking.store.bulk import PARAMS_PER_REQUEST
 from pipeline.tracking.store.redact import redact
 from pipeline.tracking.sweep.curves import log_cost_curves
 from pipeline.tracking.sweep.results import JobResult
@@ -80,15 +82,21 @@ def log_summary(
     best_result: JobResult | None,
     metric: str,
 ) -> None:
-    """Log the table, a PNG of every cost curve, and the best run, to the parent run."""
+    """Log the table, a PNG of every cost curve, and the best run, to the parent run (its
+    counts, tags and params in one ``log_batch`` per 100 params)."""
     client.log_text(parent_id, table(results) + "\n", "summary.txt")
     log_cost_curves(client, parent_id, [r for r in results if r.run is not None])
     finished = sum(r.status == "FINISHED" for r in results)
-    client.log_metric(parent_id, "jobs_finished", finished)
-    client.log_metric(parent_id, "jobs_failed", len(results) - finished)
+    now = get_current_time_millis()
+    metrics = [Metric("jobs_finished", finished, now, 0),
+               Metric("jobs_failed", len(results) - finished, now, 0)]  # fmt: skip
+    tags, params = [], []
     if best_result is not None:
-        client.set_tag(parent_id, BEST_RUN_ID, best_result.run_id)
-        client.set_tag(parent_id, BEST_RUN_NAME, best_result.run.info.run_name)
-        client.log_metric(parent_id, f"best_{metric}", best_result.metric(metric))
-        for key, value in best_result.run.data.params.items():
-            client.log_param(parent_id, f"best.{key}", value)
+        tags = [RunTag(BEST_RUN_ID, best_result.run_id),
+                RunTag(BEST_RUN_NAME, best_result.run.run_name)]  # fmt: skip
+        metrics.append(Metric(f"best_{metric}", best_result.metric(metric), now, 0))
+        params = [Param(f"best.{key}", value) for key, value in best_result.run.params.items()]
+    for start in range(0, max(len(params), 1), PARAMS_PER_REQUEST):
+        chunk = params[start : start + PARAMS_PER_REQUEST]
+        client.log_batch(parent_id, metrics=metrics, params=chunk, tags=tags)
+        metrics, tags = [], []
