@@ -28,6 +28,7 @@ continues an interrupted one from its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -187,9 +188,10 @@ def train_cv(cfg: DictConfig, job: JobContext) -> Outcome:
         log.info("Training the model on the whole training part (%d samples)", len(part.train))
         if cfg.early_stopping.patience is not None:
             store.client.set_tag(run.info.run_id, REFIT_EPOCHS, str(refit.epochs))
+            kept = "best" if cfg.early_stopping.restore_best else "stopped"
             log.info(
                 "Early stopping: the refit trains epochs 0..%d without it, the folds' mean "
-                "best epoch (it has no validation split)", refit.epochs,
+                "%s epoch (it has no validation split)", refit.epochs, kept,
             )  # fmt: skip
         checkpoints = Checkpoints(store.client, run)
 
@@ -223,6 +225,7 @@ class Fold:
     checkpoints: Checkpoints
     metrics: MetricBuffer
     start_epoch: int
+    ended: bool = False  # its run terminated (FINISHED, FAILED or KILLED)
 
     @property
     def shape(self) -> tuple:
@@ -272,14 +275,28 @@ def train_folds(
                    parent, earlier)
         for fold in pending
     ]  # fmt: skip
-    for group in plan(folds, k):
-        if len(group) == 1:
-            log.info("Fold %d/%d", group[0].number, k)
-            done[group[0].number] = train_alone(cfg, job, store.client, group[0])
-            failpoints.reached("fold")
-        else:
-            done |= train_group(cfg, job, store.client, group)
+    try:
+        for group in plan(folds, k):
+            if len(group) == 1:
+                log.info("Fold %d/%d", group[0].number, k)
+                done[group[0].number] = train_alone(cfg, job, store.client, group[0])
+                failpoints.reached("fold")
+            else:
+                done |= train_group(cfg, job, store.client, group)
+    except BaseException as err:
+        end_unfinished(store.client, folds, err)
+        raise
     return [done[fold] for fold in sorted(done)]
+
+
+def end_unfinished(client: MlflowClient, folds: list[Fold], err: BaseException) -> None:
+    """End every fold run opened but not yet ended (a later batch's, when an earlier one
+    failed or was stopped): KILLED on Ctrl-C, else FAILED, so that none is left RUNNING."""
+    status = RunStatus.KILLED if isinstance(err, KeyboardInterrupt) else RunStatus.FAILED
+    for fold in folds:
+        if not fold.ended:
+            with contextlib.suppress(Exception):  # the error that stopped them is what counts
+                end_fold(client, fold, status)
 
 
 def plan(folds: list[Fold], k: int) -> list[list[Fold]]:
@@ -411,6 +428,7 @@ def end_fold(client: MlflowClient, fold: Fold, status: RunStatus) -> Run:
     if status == RunStatus.FINISHED and fold.checkpoints.latest is not None:
         fold.checkpoints.remove()
     client.set_terminated(fold.run_id, RunStatus.to_string(status))
+    fold.ended = True
     return client.get_run(fold.run_id)
 
 

@@ -305,6 +305,24 @@ def test_an_optuna_search_minimizes_the_cv_score(tmp_path):
     assert parent.data.tags["best_run_id"] == best.info.run_id
 
 
+def test_a_diverged_batch_of_folds_leaves_no_fold_run_running(tmp_path):
+    """Wine's folds 2 and 3 train as a batch, fold 1 (a row fewer) alone after them: the
+    batch diverges, so fold 1 never trains. Every fold run opened ends FAILED, none RUNNING,
+    and so does the configuration's run; the error is the one line."""
+    uri = sqlite_uri(tmp_path / "mlruns")
+    result = run_cli("data=wine", "cv.folds=3", "model=mlp", "optim.lr=1e30", "epochs=20",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    assert "Fold 1 of 3 trains alone" in result.stdout + result.stderr
+    assert "Training diverged: cost is nan at epoch 1." in result.stderr
+    (config,) = [r for r in runs_of(uri) if "cv.fold" not in r.data.tags]
+    assert config.info.status == "FAILED"
+    folds = folds_of(uri, config.info.run_id)
+    assert {fold: run.info.status for fold, run in folds.items()} == dict.fromkeys(
+        [1, 2, 3], "FAILED"
+    )
+
+
 def test_the_cv_settings_are_not_named_as_a_divergence_cause():
     from pipeline.stage import steering
 
