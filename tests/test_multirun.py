@@ -170,3 +170,26 @@ def test_failing_and_diverging_jobs_are_isolated_and_reported(tmp_path):
     assert "NO RUN" in text
     assert "optim.lr must be > 0" in text
     assert "Training diverged" in text
+
+
+def test_a_resumed_sweeps_new_best_run_updates_its_tags_and_counts(tmp_path, caplog):
+    """The parent's ``best.*`` params were logged by an earlier attempt with another best run:
+    MLflow refuses to change them, so they stay (a warning says so), while the counts, the best
+    metric and the tags name the new best run."""
+    from pipeline.tracking.store.reads import RunRecord
+    from pipeline.tracking.sweep.parent import log_summary
+
+    client = MlflowClient(sqlite_uri(tmp_path / "mlruns"))
+    experiment = client.create_experiment("resumed")
+    parent = client.create_run(experiment).info.run_id
+    client.log_param(parent, "best.optim.lr", "0.01")  # the first attempt's best
+    child = client.create_run(experiment, run_name="optim.lr=0.1").info.run_id
+    run = RunRecord(child, "optim.lr=0.1", "FINISHED", experiment, 0, "",
+                    params={"optim.lr": "0.1"}, metrics={"objective": 0.25})  # fmt: skip
+    best = results.JobResult(0, "optim.lr=0.1", "FINISHED", "", run)
+    log_summary(client, parent, [best], best, "objective")
+    logged = client.get_run(parent).data
+    assert logged.tags["best_run_id"] == child
+    assert logged.metrics == {"jobs_finished": 1, "jobs_failed": 0, "best_objective": 0.25}
+    assert logged.params == {"best.optim.lr": "0.01"}
+    assert f"The best run is now {child}" in caplog.text

@@ -6,9 +6,12 @@ end, the outcome), where every job finds it (``pipeline.runtime.job``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
@@ -30,6 +33,8 @@ from pipeline.tracking.store.redact import redact
 from pipeline.tracking.sweep.curves import log_cost_curves
 from pipeline.tracking.sweep.results import JobResult
 from pipeline.tracking.sweep.table import table
+
+log = logging.getLogger(__name__)
 
 
 def start_parent(
@@ -82,21 +87,33 @@ def log_summary(
     best_result: JobResult | None,
     metric: str,
 ) -> None:
-    """Log the table, a PNG of every cost curve, and the best run, to the parent run (its
-    counts, tags and params in one ``log_batch`` per 100 params)."""
+    """Log the table, a PNG of every cost curve, and the best run, to the parent run: its
+    counts, best metric and tags in one ``log_batch``, then the best run's params as
+    ``best.<key>``, 100 a request. A resumed sweep whose best run changed keeps the first
+    attempt's ``best.*`` params (MLflow params never change); its tags name the new best."""
     client.log_text(parent_id, table(results) + "\n", "summary.txt")
     log_cost_curves(client, parent_id, [r for r in results if r.run is not None])
     finished = sum(r.status == "FINISHED" for r in results)
     now = get_current_time_millis()
     metrics = [Metric("jobs_finished", finished, now, 0),
                Metric("jobs_failed", len(results) - finished, now, 0)]  # fmt: skip
-    tags, params = [], []
-    if best_result is not None:
-        tags = [RunTag(BEST_RUN_ID, best_result.run_id),
-                RunTag(BEST_RUN_NAME, best_result.run.run_name)]  # fmt: skip
-        metrics.append(Metric(f"best_{metric}", best_result.metric(metric), now, 0))
-        params = [Param(f"best.{key}", value) for key, value in best_result.run.params.items()]
-    for start in range(0, max(len(params), 1), PARAMS_PER_REQUEST):
-        chunk = params[start : start + PARAMS_PER_REQUEST]
-        client.log_batch(parent_id, metrics=metrics, params=chunk, tags=tags)
-        metrics, tags = [], []
+    if best_result is None:
+        client.log_batch(parent_id, metrics=metrics)
+        return
+    tags = [RunTag(BEST_RUN_ID, best_result.run_id),
+            RunTag(BEST_RUN_NAME, best_result.run.run_name)]  # fmt: skip
+    metrics.append(Metric(f"best_{metric}", best_result.metric(metric), now, 0))
+    client.log_batch(parent_id, metrics=metrics, tags=tags)
+    params = [Param(f"best.{key}", value) for key, value in best_result.run.params.items()]
+    try:
+        for start in range(0, len(params), PARAMS_PER_REQUEST):
+            client.log_batch(parent_id, params=params[start : start + PARAMS_PER_REQUEST])
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(INVALID_PARAMETER_VALUE):
+            raise
+        log.warning(
+            "The best run is now %s; the parent run's best.* params keep an earlier attempt's "
+            "best (MLflow params never change): see its %s tag",
+            best_result.run_id,
+            BEST_RUN_ID,
+        )
