@@ -124,6 +124,12 @@ def check_store(uri: str) -> None:
     for query in ("metrics.val = 1.0", "metrics.cost > 0.9"):
         assert {r.info.run_id for r in client.search_runs([experiment], query)} == {ours, mlflows}
     check_search_order(uri, client, experiment)
+    for key in ("cost", "val"):  # one read of both runs' histories, each as MLflow reads it
+        read = bulk.read_histories(uri, [ours, mlflows], key)
+        for run_id in (ours, mlflows):
+            history = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+            assert [step for step, _ in read[run_id]] == sorted(step for step, _ in history)
+            assert sorted(map(repr, read[run_id])) == sorted(map(repr, history)) != []
 
 
 def check_search_order(uri: str, client: MlflowClient, experiment: str) -> None:

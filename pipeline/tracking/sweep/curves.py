@@ -28,8 +28,8 @@ def log_cost_curves(client: MlflowClient, parent_id: str, results: list[JobResul
 
 
 def cost_histories(client: MlflowClient, run_ids: list[str]) -> dict[str, list[tuple[int, float]]]:
-    """Each run's ``cost`` history (step, value): from the store's tables in one query where
-    ``bulk`` reads them (a sweep of 1000 runs: not 1000 requests), else run by run."""
+    """Each run's ``cost`` history (step, value): from the store's tables where ``bulk`` reads
+    them (``bulk.read_histories``: no request through MLflow's client a run), else run by run."""
     if bulk.writes_directly(client.tracking_uri):
         return bulk.read_histories(client.tracking_uri, run_ids, "cost")
     return {
