@@ -4,6 +4,7 @@ the commands that read runs make of a cross-validated run."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -19,15 +20,38 @@ from pipeline.cv import FOLD_FILE, assignment_digest, assignment_of
 from pipeline.errors import ConfigError, DataError, PipelineError
 from pipeline.stage import build_data
 
-CV = ("data=iris", "cv.folds=3", "debug=fast")  # 150 rows: 120 train+val, 30 test
+CV = ("data=iris", "cv.folds=3", "debug=fast")
+CV_LINES: list[
+    str
+] = []  # what the cv_run fixture's run logged (pipeline.cv)  # 150 rows: 120 train+val, 30 test
 
 
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     """One cross-validated run: (store uri, its outcome, its run, its fold runs by fold)."""
     uri = sqlite_uri(tmp_path_factory.mktemp("store"))
-    outcome, run = train_into(uri, *CV)
+    lines, logger = Lines(), logging.getLogger("pipeline.cv")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        outcome, run = train_into(uri, *CV)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    CV_LINES[:] = lines.lines
     return uri, outcome, run, folds_of(uri, run.info.run_id)
+
+
+class Lines(logging.Handler):
+    """The messages logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def folds_of(uri: str, parent_id: str) -> dict[int, object]:
@@ -85,6 +109,7 @@ def test_the_folds_train_as_one_batch_and_log_what_each_alone_logs(cv_run):
     from pipeline.cv import build_fold
 
     uri, _, _, folds = cv_run
+    assert "Folds 1, 2, 3 of 3 train as one batch" in CV_LINES
     cfg, _ = compose_job(*CV)
     part = training_part(build_data(cfg)[0])
     assignment = assignment_of(cfg, part)
