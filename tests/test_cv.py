@@ -330,6 +330,7 @@ def test_an_optuna_search_minimizes_the_cv_score(tmp_path):
     assert parent.data.tags["best_run_id"] == best.info.run_id
 
 
+@pytest.mark.slow  # a subprocess: the exit status and the one line are the point
 def test_a_diverged_batch_of_folds_leaves_no_fold_run_running(tmp_path):
     """Wine's folds 2 and 3 train as a batch, fold 1 (a row fewer) alone after them: the
     batch diverges, so fold 1 never trains. Every fold run opened ends FAILED, none RUNNING,
@@ -459,6 +460,7 @@ def small_runs(tmp_path_factory):
     return uri, cv, other, plain
 
 
+@pytest.mark.slow  # its fixture trains three runs, two cross-validated
 def test_diff_marks_a_cv_run_and_compares_its_folds(small_runs):
     from pipeline import diff
 

@@ -273,6 +273,7 @@ def test_system_metrics_are_logged_under_system(uri):
     assert not any(k.startswith("system/") for k in plain.data.metrics)  # off by default
 
 
+@pytest.mark.slow  # a second and more of sampling
 @pytest.mark.parametrize("runs", [1, 2], ids=["a run alone", "a batched group"])
 def test_the_monitor_samples_every_interval_and_logs_each_sample_to_every_run(uri, runs):
     """A run alone has MLflow's monitor; a batched group one monitor whose samples go to each
