@@ -80,6 +80,7 @@ from pipeline.tags import (
     PARENT_RUN_ID,
     RESUME_EPOCHS,
 )
+from pipeline.tracking.query import lookup
 from pipeline.tracking.resume.policy import recorded_steps
 from pipeline.tracking.run.checkpoints import Checkpoints
 from pipeline.tracking.run.files import log_text
@@ -119,16 +120,6 @@ def summary(folds: list[Run]) -> dict[str, float]:
         **{f"cv_mean_{key}": float(v.mean()) for key, v in values.items()},
         **{f"cv_std_{key}": float(v.std()) for key, v in values.items()},
     }
-
-
-def fold_runs(store: Store, parent_id: str) -> dict[int, Run]:
-    """The fold runs already nested under the configuration's run ``parent_id``, by fold."""
-    nested = store.client.search_runs(
-        [store.experiment_id],
-        f"tags.`{PARENT_RUN_ID}` = '{parent_id}' AND tags.`{CV_FOLD}` IS NOT NULL",
-        max_results=1000,
-    )
-    return {int(run.data.tags[CV_FOLD]): run for run in nested}
 
 
 def refit_config(cfg: DictConfig, epochs: int | None = None) -> DictConfig:
@@ -247,7 +238,7 @@ def train_folds(
 ) -> list[Run]:
     """Every fold's FINISHED run: those of an earlier attempt as they are, the others trained,
     as one batched group where they can (``pipeline.core.batched``), else one after another."""
-    earlier = fold_runs(store, parent.info.run_id)
+    earlier = lookup.fold_runs(store.client, store.experiment_id, parent.info.run_id)
     k = cfg.cv.folds
     log.info("Cross-validation: %d folds of %d training samples", k, len(part.train))
     done: dict[int, Run] = {}

@@ -94,13 +94,14 @@ def fold_comparisons(
     (what is compared, the comparison or None where there is nothing to compare); [] unless
     both runs are cross-validated."""
     from pipeline.tracking.query.differences import compare_costs
+    from pipeline.tracking.query.lookup import fold_runs
 
     a, b = cv_folds(first), cv_folds(second)
     if a is None or b is None:
         return []
     if a != b:
         return [(f"folds: {a} -> {b}, not compared", None)]
-    was, now = fold_runs(client, first), fold_runs(client, second)
+    was, now = (fold_runs(client, r.info.experiment_id, r.info.run_id) for r in (first, second))
     found = []
     for fold in range(1, a + 1):
         if fold not in was or fold not in now:
@@ -116,18 +117,6 @@ def fold_lines(client: MlflowClient, first: Run, second: Run) -> list[str]:
         label if comparison is None else f"{label}: {comparison.detail()}"
         for label, comparison in fold_comparisons(client, first, second)
     ]
-
-
-def fold_runs(client: MlflowClient, run: Run) -> dict[int, Run]:
-    """The fold runs nested under a cross-validated run, by fold."""
-    from pipeline.tags import CV_FOLD, PARENT_RUN_ID
-
-    nested = client.search_runs(
-        [run.info.experiment_id],
-        f"tags.`{PARENT_RUN_ID}` = '{run.info.run_id}' AND tags.`{CV_FOLD}` IS NOT NULL",
-        max_results=1000,
-    )
-    return {int(r.data.tags[CV_FOLD]): r for r in nested}
 
 
 def metric_lines(first: dict[str, float], second: dict[str, float]) -> list[str]:

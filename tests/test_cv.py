@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import compose_job, cost_history, run_cli, runs_of, sqlite_uri, train_into
+from conftest import (
+    compose_job,
+    cost_history,
+    run_cli,
+    runs_of,
+    sqlite_uri,
+    sweep_runs,
+    train_into,
+)
 from pipeline.config import validate
 from pipeline.core.data import fold_assignment, training_part
 from pipeline.cv import FOLD_FILE, assignment_digest, assignment_of
@@ -290,9 +298,7 @@ def test_a_sweep_nests_folds_under_each_configuration(tmp_path):
         "own folds" in output
     )
     assert output.count("Folds 1, 2 of 2 train as one batch") == 2
-    runs = runs_of(uri)
-    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
-    configs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, configs = sweep_runs(uri)
     assert len(configs) == 2
     for config in configs:
         folds = folds_of(uri, config.info.run_id)
@@ -315,9 +321,7 @@ def test_an_optuna_search_minimizes_the_cv_score(tmp_path):
                        "hydra.sweeper.n_jobs=2", "data=iris", "cv.folds=2", "epochs=5",
                        f"tracking.uri={uri}", cwd=tmp_path)  # fmt: skip
     assert searched.returncode == 0, searched.stderr
-    runs = runs_of(uri)
-    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
-    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, trials = sweep_runs(uri)
     assert len(trials) == 2
     for trial in trials:
         folds = folds_of(uri, trial.info.run_id)
@@ -434,9 +438,7 @@ def test_a_cv_sweep_ranks_its_configurations_by_sweep_metric(tmp_path):
     output = swept.stdout + swept.stderr
     assert swept.returncode == 0, output
     assert "Error" not in output
-    runs = runs_of(uri)
-    (parent,) = [r for r in runs if "sweep.dir" in r.data.tags]
-    configs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, configs = sweep_runs(uri)
     assert [c.info.status for c in configs] == ["FINISHED", "FINISHED"]
     for config in configs:
         folds = folds_of(uri, config.info.run_id)

@@ -148,3 +148,13 @@ def best_run(client: MlflowClient, parent: Run) -> Run:
             f"{parent.info.run_id}` and pass its id"
         )
     return fetch_run(client, best_id)
+
+
+def fold_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> dict[int, Run]:
+    """The fold runs nested under the cross-validated run ``parent_id``, by fold."""
+    nested = client.search_runs(
+        [experiment_id],
+        f"tags.`{PARENT_RUN_ID}` = '{parent_id}' AND tags.`{CV_FOLD}` IS NOT NULL",
+        max_results=1000,
+    )
+    return {int(run.data.tags[CV_FOLD]): run for run in nested}
