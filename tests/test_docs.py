@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, cli_env, sqlite_uri
+from conftest import ROOT, sqlite_uri
 from helpers.zygote import python_shim
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -23,15 +23,16 @@ import gen_docs
 from doc_blocks import (
     DOCS,
     RUNNABLE,
-    ZYGOTE_ENV,
     Ids,
     all_blocks,
+    blocks_env,
     commands,
     latest,
     renewed,
     run_order,
     run_pages,
     stale_message,
+    with_python,
 )
 
 PICTURES = os.environ.get("PIPELINE_DOCS_PICTURES") == "1"  # .ci/run: refresh docs/img/
@@ -146,12 +147,8 @@ def fast_python(tmp_path: Path) -> dict[str, str]:
     """The blocks' environment, where ``python`` is the zygote's client (tests/helpers/
     zygote.py: a process that imported the pipeline once forks each command), so each command
     skips ~4 s of imports."""
-    env = cli_env({"PYTHONPATH": str(ROOT), **ZYGOTE_ENV})
-    env.pop("COLUMNS", None)  # printed whole, as to a wide terminal
-    env.pop("HYDRA_FULL_ERROR", None)
-    shim = python_shim(tmp_path / "bin", env)
-    path = os.pathsep.join([str(shim.parent), str(Path(sys.executable).parent), env["PATH"]])
-    return {**env, "PATH": path, "ZYGOTE_PYTHON": str(shim)}
+    env = blocks_env(dict(os.environ))
+    return with_python(env, python_shim(tmp_path / "bin", env))
 
 
 @pytest.mark.slow

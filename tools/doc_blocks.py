@@ -27,9 +27,11 @@ the real output (a block with ``...`` elisions is reported for a hand edit inste
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +63,22 @@ ELIDED = "..."
 # What pipeline.tracking sets at import, which a zygote's forked child (tests/helpers/zygote.py)
 # does not inherit: the commands' environment sets it, so that they print what a process prints.
 ZYGOTE_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def blocks_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as the blocks run in it (the docs test's and ``gen_docs.py --outputs``'): no
+    tracking URI (the page's store), no ``COLUMNS`` (tables printed whole, as to a wide
+    terminal), no ``HYDRA_FULL_ERROR``; the checkout first on ``PYTHONPATH``."""
+    dropped = ("MLFLOW_TRACKING_URI", "COLUMNS", "HYDRA_FULL_ERROR")
+    kept = {k: v for k, v in env.items() if k not in dropped}
+    return kept | {"PYTHONPATH": str(ROOT)} | ZYGOTE_ENV
+
+
+def with_python(env: dict[str, str], shim: Path) -> dict[str, str]:
+    """``env`` where ``python`` is the zygote's client ``shim``, then this venv's tools
+    (``mlflow``, ``pip``) on ``PATH``."""
+    path = os.pathsep.join([str(shim.parent), str(Path(sys.executable).parent), env["PATH"]])
+    return {**env, "PATH": path, "ZYGOTE_PYTHON": str(shim)}
 
 
 @dataclass

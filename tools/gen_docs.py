@@ -417,18 +417,10 @@ def outputs() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers.zygote import ZYGOTE, python_shim
 
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
-    }
-    env = {k: v for k, v in env.items() if k != "COLUMNS"}
-    env |= {"PYTHONPATH": str(ROOT)} | doc_blocks.ZYGOTE_ENV
+    env = doc_blocks.blocks_env(dict(os.environ))
     ids, found = doc_blocks.Ids(), []
     with tempfile.TemporaryDirectory() as tmp:
-        shim = python_shim(Path(tmp) / "bin", env)
-        env |= {
-            "PATH": os.pathsep.join([str(shim.parent), env["PATH"]]),
-            "ZYGOTE_PYTHON": str(shim),
-        }
+        env = doc_blocks.with_python(env, python_shim(Path(tmp) / "bin", env))
         cwd, uri = Path(tmp) / "work", f"sqlite:///{tmp}/work/mlruns/mlflow.db"
         cwd.mkdir()
         try:
