@@ -14,9 +14,9 @@ Each job may have its own learning-rate scheduler and early stopping
 sets the lr of the job's own optimizer, from which the blocks are formed again; a job that stops
 early is no longer updated and records nothing more, while the others go on.
 
-Where a batched kernel gives other bits than the one a job alone uses (tiny matrices take
-another BLAS path), ``probe`` finds out before training and that product runs job by job: the
-numbers stay those of a run alone, bit for bit.
+Each product of a linear layer is computed in a batched form found to give the bits a job
+alone gets, or job by job where none does (``pipeline.core.products``): the numbers stay those
+of a run alone, bit for bit.
 
 ``fit_group`` is the loop; the rest is what one step does to the stack.
 """
@@ -40,6 +40,7 @@ from pipeline.core.controls import EarlyStopping, Scheduler, current_lr, step_sc
 from pipeline.core.data import Dataset, Split
 from pipeline.core.loop import DivergedError, divergence_fix
 from pipeline.core.loss import PLAIN, Loss
+from pipeline.core.products import Kernels, StackedLinear
 
 BATCHABLE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
@@ -161,63 +162,6 @@ def mean_cost(
 
 
 # ----------------------------------------------------------------------------- the models
-
-
-class Kernels:
-    """For each product of a linear layer: batched over jobs, or job by job (``probe``)."""
-
-    def __init__(self) -> None:
-        self.batched: dict[tuple, bool] = {}
-
-    def use_batched(self, key: tuple, batched: Callable[[], torch.Tensor],
-                    alone: Callable[[], torch.Tensor]) -> torch.Tensor:  # fmt: skip
-        """The batched result if it equals job by job's (checked once per shape), else the
-        job-by-job one."""
-        if key not in self.batched:
-            expected = alone()
-            self.batched[key] = torch.equal(batched(), expected)
-            return expected
-        return batched() if self.batched[key] else alone()
-
-
-class StackedLinear(torch.autograd.Function):
-    """``F.linear`` of every job at once, forward and backward as a job alone computes them."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, kernels: Kernels):  # type: ignore[override]
-        ctx.save_for_backward(x, weight)
-        ctx.kernels = kernels
-        n = len(weight)
-        xs = x.expand(n, -1, -1)
-        return kernels.use_batched(
-            ("forward", *x.shape, *weight.shape),
-            lambda: torch.baddbmm(bias[:, None, :], xs, weight.transpose(1, 2)),
-            lambda: torch.stack([torch.addmm(bias[j], xs[j], weight[j].t()) for j in range(n)]),
-        )
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        kernels, n = ctx.kernels, len(weight)
-        xs = x.expand(n, -1, -1)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = kernels.use_batched(
-                ("grad_x", *x.shape, *weight.shape),
-                lambda: torch.bmm(grad, weight),
-                lambda: torch.stack([grad[j].mm(weight[j]) for j in range(n)]),
-            )
-        grad_weight = kernels.use_batched(  # autograd's addmm: (x^T grad)^T
-            ("grad_weight", *x.shape, *weight.shape),
-            lambda: torch.bmm(xs.transpose(1, 2), grad).transpose(1, 2),
-            lambda: torch.stack([xs[j].t().mm(grad[j]).t() for j in range(n)]),
-        )
-        grad_bias = kernels.use_batched(
-            ("grad_bias", *x.shape, *weight.shape),
-            lambda: grad.sum(1),
-            lambda: torch.stack([grad[j].sum(0) for j in range(n)]),
-        )
-        return grad_x, grad_weight, grad_bias, None
 
 
 class Stack:

@@ -1,0 +1,154 @@
+"""A linear layer's products for a stack of jobs, in the bits each job alone gets.
+
+A job alone computes ``F.linear`` and its gradients with BLAS (MKL on x86), which picks a
+kernel, and with it the order of each sum, by the matrices' shapes and the CPU. A batched
+product (``baddbmm``, ``bmm``) may take another kernel and give other bits; on an AVX-512
+machine the toy set's 8 x 4 products do. So each product has its job-by-job form (the oracle)
+and batched forms: BLAS's batched kernel, and elementwise forms of the orders small-matrix
+kernels use (a layer's output summed in halves over its inputs, as a vector register is
+reduced; a weight gradient as a chain of fused multiply-adds over the samples). ``Kernels``
+checks the batched forms against the job-by-job one once per shape, on the first call's numbers
+and on random ones of the same shapes, and uses the first that gives the same bits; where none
+does, the product runs job by job.
+
+Shapes: ``x`` jobs x samples x inputs (expanded where the jobs share their input), ``weight``
+jobs x outputs x inputs, ``bias`` jobs x outputs, ``grad`` jobs x samples x outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+Form = Callable[..., torch.Tensor | None]  # None: the form does not apply to these shapes
+
+ELEMENTWISE_LIMIT = 1 << 24  # values of the largest temporary an elementwise form may make
+PROBE_JOBS = 64  # jobs of random numbers each batched form is also checked on
+
+
+def output_alone(x, weight, bias):
+    return torch.stack([torch.addmm(bias[j], x[j], weight[j].t()) for j in range(len(weight))])
+
+
+def output_batched(x, weight, bias):
+    return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
+
+
+def output_in_halves(x, weight, bias):
+    """Each output as ``((x0 w0 + x2 w2) + (x1 w1 + x3 w3)) + b`` (4 inputs; 2^k alike)."""
+    inputs = x.shape[-1]
+    if (
+        inputs & (inputs - 1)
+        or inputs > 16
+        or x.shape[1] * weight[0].numel() * len(weight) > ELEMENTWISE_LIMIT
+    ):
+        return None
+    terms = x[:, :, None, :] * weight[:, None, :, :]  # jobs x samples x outputs x inputs
+    while terms.shape[-1] > 1:
+        half = terms.shape[-1] // 2
+        terms = terms[..., :half] + terms[..., half:]
+    return terms[..., 0] + bias[:, None, :]
+
+
+def grad_weight_alone(x, grad):
+    return torch.stack([x[j].t().mm(grad[j]).t() for j in range(len(grad))])  # autograd's
+
+
+def grad_weight_batched(x, grad):
+    return torch.bmm(x.transpose(1, 2), grad).transpose(1, 2)
+
+
+def grad_weight_chained(x, grad):
+    """Each weight's gradient as fused multiply-adds over the samples, first to last."""
+    samples = grad.shape[1]
+    if samples > 64 or grad.shape[0] * grad.shape[2] * x.shape[2] > ELEMENTWISE_LIMIT:
+        return None
+    total = grad[:, 0, :, None] * x[:, 0, None, :]
+    for s in range(1, samples):
+        total = torch.addcmul(total, grad[:, s, :, None], x[:, s, None, :])
+    return total
+
+
+def grad_x_alone(grad, weight):
+    return torch.stack([grad[j].mm(weight[j]) for j in range(len(weight))])
+
+
+def grad_x_batched(grad, weight):
+    return torch.bmm(grad, weight)
+
+
+def grad_bias_alone(grad):
+    return torch.stack([g.sum(0) for g in grad])
+
+
+def grad_bias_batched(grad):
+    return grad.sum(1)
+
+
+class Kernels:
+    """For each product and shape, the batched form that gives a job alone's bits, if any."""
+
+    def __init__(self) -> None:
+        self.chosen: dict[tuple, Form | None] = {}
+
+    def compute(self, alone: Form, batched: Sequence[Form], *args: torch.Tensor) -> torch.Tensor:
+        """``alone(*args)``'s numbers, computed by the first batched form found to give them."""
+        key = (alone, *((tuple(a.shape), a.stride(0) == 0) for a in args))
+        if key not in self.chosen:
+            expected = alone(*args)
+            self.chosen[key] = next(
+                (form for form in batched if gives_same(form, alone, args, expected)), None
+            )
+            return expected
+        form = self.chosen[key]
+        return alone(*args) if form is None else form(*args)
+
+
+def gives_same(form: Form, alone: Form, args: Sequence[torch.Tensor], expected) -> bool:
+    """Whether ``form`` gives ``alone``'s bits on ``args`` and on random numbers shaped alike."""
+    got = form(*args)
+    if got is None or not torch.equal(got, expected):
+        return False
+    probe = random_like(args)
+    return torch.equal(form(*probe), alone(*probe))
+
+
+def random_like(args: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Normal numbers for ``PROBE_JOBS`` jobs, laid out as ``args`` (shared where they are)."""
+    generator = torch.Generator(device=args[0].device).manual_seed(0)
+
+    def normal(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+    return [
+        normal(a.shape[1:], a).expand(PROBE_JOBS, *a.shape[1:])
+        if a.stride(0) == 0
+        else normal((PROBE_JOBS, *a.shape[1:]), a)
+        for a in args
+    ]
+
+
+class StackedLinear(torch.autograd.Function):
+    """``F.linear`` of every job at once, forward and backward as a job alone computes them."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, kernels: Kernels):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.kernels = kernels
+        xs = x.expand(len(weight), -1, -1)
+        return kernels.compute(output_alone, (output_batched, output_in_halves), xs, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        kernels = ctx.kernels
+        xs = x.expand(len(weight), -1, -1)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = kernels.compute(grad_x_alone, (grad_x_batched,), grad, weight)
+        grad_weight = kernels.compute(
+            grad_weight_alone, (grad_weight_batched, grad_weight_chained), xs, grad
+        )
+        grad_bias = kernels.compute(grad_bias_alone, (grad_bias_batched,), grad)
+        return grad_x, grad_weight, grad_bias, None
