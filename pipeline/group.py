@@ -30,6 +30,7 @@ from pipeline.config import validate
 from pipeline.config.copies import task_part
 from pipeline.config.params import params
 from pipeline.core import batched
+from pipeline.core.compiler import optimizers_without_compiler
 from pipeline.core.loop import stopped_line
 from pipeline.errors import PipelineError, first_line
 from pipeline.runtime import interrupts
@@ -123,6 +124,7 @@ def launch(
     """Train the composed ``configs``, in groups where they batch; ``alone(config)`` trains one
     job as the basic launcher does. One ``JobReturn`` per config, in order. ``tasks``: each
     config's task part (``task_part``), where the caller has it already."""
+    optimizers_without_compiler()  # a group updates its jobs functionally: 1-2 s not spent
     with long_lived_heap():
         return launch_groups(configs, alone, group_size, tasks)
 

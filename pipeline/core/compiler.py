@@ -1,0 +1,59 @@
+"""TorchDynamo, torch's compiler, left unloaded by the parts that compile nothing.
+
+Importing ``torch._dynamo`` takes 1-2 s a process here, about as long as importing torch. The
+pipeline compiles nothing, but torch loads the compiler the first time a process calls
+``torch.use_deterministic_algorithms`` (to set the compiler's own flag) or an ``Optimizer``
+method wrapped in ``torch._disable_dynamo`` (``add_param_group``, which every optimizer's
+constructor calls; ``state_dict``, ``load_state_dict``, ``zero_grad``). A run alone loads it
+anyway (``Optimizer.step`` does, each step); a batched sweep updates its jobs with
+``torch.optim``'s functions and need not.
+
+Both do what torch does where the compiler is loaded; where it is not, nothing can be compiled
+and so nothing is to be disabled for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import torch
+
+DISABLED_METHODS = ("add_param_group", "state_dict", "load_state_dict", "zero_grad")
+
+
+def use_deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True)``; the compiler's flag only if it is loaded."""
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = True
+
+
+def optimizers_without_compiler() -> None:
+    """``Optimizer``'s dynamo-disabled methods load the compiler only once something else has.
+
+    ``torch._disable_dynamo`` keeps the disabled function in the wrapped function's
+    ``__dynamo_disable`` once made, importing the compiler to make it; here it is given, ahead,
+    one that makes torch's own when the compiler is loaded and calls the method plainly until
+    then. Where torch's wrapper changes, this changes nothing.
+    """
+    for name in DISABLED_METHODS:
+        wrapper = getattr(torch.optim.Optimizer, name)
+        if wrapper.__code__.co_filename != torch._compile.__file__:
+            continue  # not (or no longer) torch's _disable_dynamo wrapper
+        method = wrapper.__wrapped__
+        if getattr(method, "__dynamo_disable", None) is None:
+            method.__dynamo_disable = _disabled_once_loaded(method)
+
+
+def _disabled_once_loaded(method: Callable) -> Callable:
+    def call(*args, **kwargs):
+        dynamo = sys.modules.get("torch._dynamo")
+        if dynamo is None:
+            return method(*args, **kwargs)
+        disabled = dynamo.disable(method, True, wrapping=False)
+        method.__dynamo_disable = disabled  # what torch would have kept
+        return disabled(*args, **kwargs)
+
+    return call
