@@ -12,6 +12,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config.schema import HIGHER_IS_BETTER, Device, Direction, Mode, Monitor, SweepMetric
 from pipeline.errors import ConfigError
@@ -81,15 +82,24 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
 
 def _weights(value: Any) -> bool:
     """A list of numbers >= 0, one of them > 0."""
-    numbers = isinstance(value, ListConfig) and all(
+    numbers = isinstance(value, (list, ListConfig)) and all(
         isinstance(w, (int, float)) and not isinstance(w, bool) for w in value
     )
     return numbers and all(w >= 0 for w in value) and any(w > 0 for w in value)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check values that the schema's types cannot; raise ConfigError on the first bad one."""
-    for key in sorted(OmegaConf.missing_keys(cfg)):
+    """Check values that the schema's types cannot; raise ConfigError on the first bad one.
+
+    The values are read from one plain copy of ``cfg`` (``to_container``: 0.4 ms, where reading
+    each key from ``cfg`` costs ~20 us; a sweep checks every job), or from ``cfg`` itself where
+    an interpolation does not resolve."""
+    try:
+        values: Any = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        values = None
+    missing = OmegaConf.missing_keys(cfg) if values is None else set(missing_keys(values))
+    for key in sorted(missing):
         raise ConfigError(f"Config error: {key} is required. Fix: pass {key}=<value>")
     for key in unknown_keys(cfg):
         raise ConfigError(
@@ -97,13 +107,34 @@ def validate(cfg: DictConfig) -> None:
             "Fix: remove it, or check its spelling in `python -m pipeline.train --cfg job`"
         )
     for key, test, rule, example in RULES:
-        value = OmegaConf.select(cfg, key, default=None)
+        value = OmegaConf.select(cfg, key, default=None) if values is None else select(values, key)
         if value is not None and not test(value):
-            shown = list(value) if isinstance(value, ListConfig) else value
+            shown = list(value) if isinstance(value, (list, ListConfig)) else value
             raise ConfigError(
                 f"Config error: {key} must be {rule}, got {shown!r}. Fix: e.g. {key}={example}"
             )
     _check_combinations(cfg)
+
+
+def missing_keys(values: Any, prefix: str = "") -> Iterator[str]:
+    """The keys of a plain config whose value is ``???``, as ``OmegaConf.missing_keys`` names
+    them (``a.b``, ``a.list[0]``)."""
+    items = values.items() if isinstance(values, dict) else enumerate(values)
+    for key, value in items:
+        name = f"{prefix}[{key}]" if isinstance(values, list) else f"{prefix}{key}"
+        if value == "???":
+            yield name.lstrip(".")
+        elif isinstance(value, (dict, list)):
+            yield from missing_keys(value, f"{name}." if isinstance(value, dict) else name)
+
+
+def select(values: dict, key: str) -> Any:
+    """``OmegaConf.select(cfg, key, default=None)`` on a plain config."""
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
 
 
 def _check_combinations(cfg: DictConfig) -> None:
@@ -225,9 +256,11 @@ def _cuda_available() -> bool:
 def unknown_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
     """Keys that their node's schema does not declare (``+key=value`` can add them)."""
     schema = OmegaConf.get_type(node)
-    known = {f.name for f in fields(schema)} if is_dataclass(schema) else set(node)
-    for key, value in node.items():
-        if key not in known:
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in node:
+        if known is not None and key not in known:
             yield f"{prefix}{key}"
-        elif isinstance(value, DictConfig):
-            yield from unknown_keys(value, f"{prefix}{key}.")
+            continue
+        child = node._get_node(key)  # the node, not its value: nothing resolved or converted
+        if isinstance(child, DictConfig):
+            yield from unknown_keys(child, f"{prefix}{key}.")
