@@ -11,12 +11,16 @@ sides interleaved. Prints min/median/max of each and:
   (<= 2 GB); the marginal job (T(1000) - T(100)) / 900 (<= 0.04 s); ``python -m
   pipeline.compare`` on that sweep, whole process (<= 3 s);
 - with ``--more``: ``experiment=iris_mlp`` 8 lr x 8 seeds (>= 5x) and ``data=synthetic``
-  200,000 x 64, 10 classes, 16 jobs (>= 3x), against basic.
+  200,000 x 64, 10 classes, 16 jobs (>= 3x), against basic;
+- with ``--warm``: the 100 jobs again in one warm interpreter (``pipeline.sweep`` from Python,
+  as a notebook's second sweep runs: the imports and first-use costs paid by a warm-up sweep),
+  basic and vectorized in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -99,11 +103,46 @@ def versus(name: str, overrides: list[str], rounds: int, check: bool = False) ->
     return ours
 
 
+WARM = """
+import json, sys, time
+import pipeline
+
+grid, basic, rounds = sys.argv[1:4], sys.argv[4:6], int(sys.argv[6])
+pipeline.sweep(*grid, "tracking.experiment=warm-up")  # the imports, the store, first uses
+seconds = {"basic": [], "vectorized": []}
+for r in range(rounds):
+    for side, extra in (("basic", basic), ("vectorized", [])):
+        start = time.perf_counter()
+        pipeline.sweep(*grid, *extra, f"tracking.experiment={side}-{r}")
+        seconds[side].append(time.perf_counter() - start)
+print(json.dumps(seconds))
+"""
+
+
+def warm(name: str, grid: list[str], rounds: int) -> None:
+    """Both launchers in one warm interpreter, in turn (``WARM``)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["OMP_NUM_THREADS"] = "1"
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run(
+            [sys.executable, "-c", WARM, *grid, *BASIC, str(rounds)],
+            cwd=cwd, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"the warm sweeps failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    print(summary(f"{name}, warm: basic launcher", seconds["basic"]))
+    print(summary(f"{name}, warm: vectorized launcher", seconds["vectorized"]))
+    ratios = [b / v for b, v in zip(seconds["basic"], seconds["vectorized"], strict=True)]
+    print(summary(f"{name}, warm: ratio basic/vectorized", ratios, "x", "(target >= 8x)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-rounds", type=int, default=1)
     parser.add_argument("--more", action="store_true", help="also iris_mlp and synthetic")
+    parser.add_argument("--warm", action="store_true", help="also 100 jobs in a warm interpreter")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, numbers mean nothing")
     args = parser.parse_args()
     small, big = (2, 2, 5), (2, 5, 5)  # lrs, seeds, epochs
@@ -111,6 +150,8 @@ def main() -> None:
         small, big = (10, 10, 1000), (10, 100, 1000)
     grid = [f"optim.lr={values(small[0])}", f"seed={seeds(small[1])}", f"epochs={small[2]}"]
     hundred = versus(f"{small[0] * small[1]} jobs", grid, args.rounds, check=True)
+    if args.warm:
+        warm(f"{small[0] * small[1]} jobs", grid, args.rounds)
 
     jobs = big[0] * big[1]
     sweep = [f"optim.lr={values(big[0])}", f"seed={seeds(big[1])}", f"epochs={big[2]}"]

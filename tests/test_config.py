@@ -284,6 +284,16 @@ def test_a_target_that_cannot_be_built_is_one_config_error(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # nothing was created
 
 
+def test_a_target_called_with_keys_it_does_not_take_is_one_config_error(tmp_path):
+    """The node is built by calling its target with its values (not through ``instantiate``):
+    the error is the same one line, naming the key."""
+    uri = sqlite_uri(tmp_path)
+    expected = r"optim \(torch.optim.Adam\) cannot be built: .*unexpected keyword .*'momentum'"
+    with pytest.raises(ConfigError, match=expected):
+        train_into(uri, "optim._target_=torch.optim.Adam")  # SGD's keys: momentum, nesterov
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @dataclass
 class QueueConf:  # stands for hydra-submitit-launcher's SlurmQueueConf
     partition: str = "debug"

@@ -65,8 +65,10 @@ def _instantiate(group: str, node: DictConfig, **given: Any) -> Any:
         raise built_wrong(group, node, err.__cause__ or err) from None
 
 
-def built_wrong(group: str, node: DictConfig, cause: BaseException) -> ConfigError:
+def built_wrong(group: str, node: DictConfig, error: BaseException) -> ConfigError:
+    """What to say when ``node``'s target cannot be imported or called (``error``)."""
+    cause = first_line(error)
     return ConfigError(
-        f"Config error: {group} ({node.get('_target_')}) cannot be built: {first_line(cause)}. "
+        f"Config error: {group} ({node.get('_target_')}) cannot be built: {cause}. "
         f"Fix: check {group}._target_ and its keys in `python -m pipeline.train --cfg job`"
     )
