@@ -112,5 +112,5 @@ def test_a_batched_sweep_leaves_torchs_compiler_unloaded(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found == {"compiler": False, "deterministic": True, "after": found["after"]}
-    assert found["after"].startswith("torch._dynamo")
+    assert (found["compiler"], found["deterministic"]) == (False, True)
+    assert found["after"].startswith("torch._dynamo")  # torch's own disabled method now

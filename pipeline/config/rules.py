@@ -93,7 +93,8 @@ def validate(cfg: DictConfig) -> None:
 
     The values are read from one plain copy of ``cfg`` (``to_container``: 0.4 ms, where reading
     each key from ``cfg`` costs ~20 us; a sweep checks every job), or from ``cfg`` itself where
-    an interpolation does not resolve."""
+    an interpolation does not resolve. A value that resolves to ``???`` (``${oc.env:VAR,???}``
+    with VAR unset) is missing too."""
     try:
         values: Any = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:

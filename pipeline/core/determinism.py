@@ -8,14 +8,14 @@ import random
 import numpy as np
 import torch
 
-from pipeline.core.compiler import use_deterministic_algorithms
+from pipeline.core.compiler import enable_deterministic_algorithms
 
 
 def seed_everything(seed: int, threads: int) -> None:
     """Seed every random source and turn on torch's deterministic algorithms."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
     torch.set_num_threads(threads)
-    use_deterministic_algorithms()
+    enable_deterministic_algorithms()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -8,8 +8,8 @@ and batched forms: BLAS's batched kernel, and elementwise forms of the orders sm
 kernels use (a layer's output summed in halves over its inputs, as a vector register is
 reduced; a weight gradient as a chain of fused multiply-adds over the samples). ``Kernels``
 checks the batched forms against the job-by-job one once per shape, on the first call's numbers
-and on random ones of the same shapes, and uses the first that gives the same bits; where none
-does, the product runs job by job.
+and on random ones of the same shapes and layout, and uses the first that gives the same bits;
+where none does, the product runs job by job.
 
 Shapes: ``x`` jobs x samples x inputs (expanded where the jobs share their input), ``weight``
 jobs x outputs x inputs, ``bias`` jobs x outputs, ``grad`` jobs x samples x outputs.
@@ -17,6 +17,7 @@ jobs x outputs x inputs, ``bias`` jobs x outputs, ``grad`` jobs x samples x outp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -24,7 +25,8 @@ import torch
 Form = Callable[..., torch.Tensor | None]  # None: the form does not apply to these shapes
 
 ELEMENTWISE_LIMIT = 1 << 24  # values of the largest temporary an elementwise form may make
-PROBE_JOBS = 64  # jobs of random numbers each batched form is also checked on
+PROBE_JOBS = 64  # jobs of random numbers each batched form is at least checked on
+PROBE_VALUES = 1 << 16  # a job's output above this: one random round is enough
 
 
 def output_alone(x, weight, bias):
@@ -62,7 +64,7 @@ def grad_weight_batched(x, grad):
 def grad_weight_chained(x, grad):
     """Each weight's gradient as fused multiply-adds over the samples, first to last."""
     samples = grad.shape[1]
-    if samples > 64 or grad.shape[0] * grad.shape[2] * x.shape[2] > ELEMENTWISE_LIMIT:
+    if not 0 < samples <= 64 or grad.shape[0] * grad.shape[2] * x.shape[2] > ELEMENTWISE_LIMIT:
         return None
     total = grad[:, 0, :, None] * x[:, 0, None, :]
     for s in range(1, samples):
@@ -94,7 +96,7 @@ class Kernels:
 
     def compute(self, alone: Form, batched: Sequence[Form], *args: torch.Tensor) -> torch.Tensor:
         """``alone(*args)``'s numbers, computed by the first batched form found to give them."""
-        key = (alone, *((tuple(a.shape), a.stride(0) == 0) for a in args))
+        key = (alone, *((a.shape, a.stride(), a.dtype, a.device) for a in args))
         if key not in self.chosen:
             expected = alone(*args)
             self.chosen[key] = next(
@@ -106,25 +108,44 @@ class Kernels:
 
 
 def gives_same(form: Form, alone: Form, args: Sequence[torch.Tensor], expected) -> bool:
-    """Whether ``form`` gives ``alone``'s bits on ``args`` and on random numbers shaped alike."""
+    """Whether ``form`` gives ``alone``'s bits on ``args`` and on random numbers laid out alike:
+    the same number of jobs, in rounds until ``PROBE_JOBS`` jobs are checked (one round where
+    a job's numbers are many)."""
     got = form(*args)
-    if got is None or not torch.equal(got, expected):
+    if got is None or not same_bits(got, expected):
         return False
-    probe = random_like(args)
-    return torch.equal(form(*probe), alone(*probe))
+    jobs = len(args[0])
+    rounds = math.ceil(PROBE_JOBS / jobs) if expected[0].numel() <= PROBE_VALUES else 1
+    for seed in range(rounds):
+        probe = random_like(args, seed)
+        if not same_bits(form(*probe), alone(*probe)):
+            return False
+    return True
 
 
-def random_like(args: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Normal numbers for ``PROBE_JOBS`` jobs, laid out as ``args`` (shared where they are)."""
-    generator = torch.Generator(device=args[0].device).manual_seed(0)
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit (``torch.equal`` calls 0.0 and -0.0 equal; NaNs never)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    bits = BITS.get(a.dtype)
+    if bits is None:
+        return torch.equal(a, b)
+    return torch.equal(a.contiguous().view(bits), b.contiguous().view(bits))
+
+
+BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
+        torch.bfloat16: torch.int16}  # fmt: skip
+
+
+def random_like(args: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Normal numbers laid out as ``args``: the same shapes, shared where they are shared."""
+    generator = torch.Generator(device=args[0].device).manual_seed(seed)
 
     def normal(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
         return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
     return [
-        normal(a.shape[1:], a).expand(PROBE_JOBS, *a.shape[1:])
-        if a.stride(0) == 0
-        else normal((PROBE_JOBS, *a.shape[1:]), a)
+        normal(a.shape[1:], a).expand(a.shape) if a.stride(0) == 0 else normal(a.shape, a)
         for a in args
     ]
 
