@@ -43,13 +43,18 @@ def seeds(n: int) -> str:
     return ",".join(str(s) for s in range(1, n + 1))
 
 
-def run(command: list[str], cwd: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``command`` in ``cwd``; exit if it fails."""
+def one_thread() -> dict[str, str]:
+    """The environment a timed command gets: the default store, ``OMP_NUM_THREADS=1``."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def run(command: list[str], cwd: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of ``command`` in ``cwd``; exit if it fails."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(command, cwd=cwd, env=one_thread(), stdout=out, stderr=out)
         _, status, usage = os.wait4(process.pid, 0)  # this process's own peak RSS
         elapsed = time.perf_counter() - start
         if status != 0:
@@ -121,12 +126,10 @@ print(json.dumps(seconds))
 
 def warm(name: str, grid: list[str], rounds: int) -> None:
     """Both launchers in one warm interpreter, in turn (``WARM``)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["OMP_NUM_THREADS"] = "1"
     with tempfile.TemporaryDirectory() as cwd:
         done = subprocess.run(
             [sys.executable, "-c", WARM, *grid, *BASIC, str(rounds)],
-            cwd=cwd, env=env, capture_output=True, text=True,
+            cwd=cwd, env=one_thread(), capture_output=True, text=True,
         )  # fmt: skip
     if done.returncode != 0:
         sys.exit(f"the warm sweeps failed ({done.returncode}):\n{done.stderr[-3000:]}")
